@@ -22,6 +22,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
 
@@ -47,6 +48,9 @@ class Metrics:
     """
 
     def __init__(self, process_metrics: bool = True) -> None:
+        # `*_created` series exist in no upstream component and would double
+        # the output; the switch is process-wide in prometheus-client.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=False)
         reg = self.registry
         self.requests = Counter(

@@ -1,0 +1,261 @@
+"""TLS material: generation, reuse, regeneration, and a real handshake over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import os
+import socket
+import ssl
+import stat
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from timonel.api import tls
+from timonel.api.auth.authn import Authenticator
+
+
+def _cert(path: str) -> x509.Certificate:
+    with open(path, "rb") as f:
+        return x509.load_pem_x509_certificate(f.read())
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _sans(cert: x509.Certificate) -> tuple[set, set[str]]:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(san.get_values_for_type(x509.IPAddress)), set(san.get_values_for_type(x509.DNSName))
+
+
+def test_generates_ca_and_serving_cert_with_chain_and_sans(tmp_path):
+    files = tls.ensure_tls(str(tmp_path / "tls"), ["10.96.0.1", "api.example.test", "[fd00::5]"])
+    ca = _cert(files.ca_cert)
+    server = _cert(files.server_cert)
+
+    assert ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "timonel-ca"
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    ca_days = (ca.not_valid_after_utc - ca.not_valid_before_utc).days
+    assert 3640 <= ca_days <= 3660
+    srv_days = (server.not_valid_after_utc - server.not_valid_before_utc).days
+    assert 360 <= srv_days <= 370
+    # The chain verifies: signed by the CA's key, issuer is the CA.
+    server.verify_directly_issued_by(ca)
+    assert not server.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    eku = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.SERVER_AUTH in eku
+
+    ips, names = _sans(server)
+    assert {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"),
+            ipaddress.ip_address("10.96.0.1"), ipaddress.ip_address("fd00::5")} <= ips
+    assert {"localhost", socket.gethostname().lower(), "api.example.test"} <= names
+    # IPs are IP SANs, never DNS SANs.
+    assert "10.96.0.1" not in names
+
+    assert files.ca_pem == _read(files.ca_cert)
+    for key in (files.ca_key, files.server_key):
+        assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+
+
+def test_second_start_reuses_everything(tmp_path):
+    d = str(tmp_path)
+    first = tls.ensure_tls(d, ["10.0.0.1"])
+    before = {p: _read(p) for p in (first.ca_cert, first.ca_key,
+                                                 first.server_cert, first.server_key)}
+    second = tls.ensure_tls(d, ["10.0.0.1"])
+    after = {p: _read(p) for p in before}
+    assert before == after
+    assert second.ca_pem == first.ca_pem
+
+
+def test_new_san_reissues_serving_cert_but_keeps_ca(tmp_path):
+    d = str(tmp_path)
+    first = tls.ensure_tls(d, ["10.0.0.1"])
+    ca_before = _read(first.ca_cert)
+    serial_before = _cert(first.server_cert).serial_number
+
+    second = tls.ensure_tls(d, ["10.0.0.2", "new.example.test"])
+    assert _read(second.ca_cert) == ca_before
+    server = _cert(second.server_cert)
+    assert server.serial_number != serial_before
+    server.verify_directly_issued_by(_cert(second.ca_cert))
+    ips, names = _sans(server)
+    assert ipaddress.ip_address("10.0.0.2") in ips and "new.example.test" in names
+    # The SAN asked for by the earlier start is kept, so two servers with
+    # different flags on one directory do not keep reissuing.
+    assert ipaddress.ip_address("10.0.0.1") in ips
+    serial_now = server.serial_number
+    tls.ensure_tls(d, ["10.0.0.1"])
+    assert _cert(second.server_cert).serial_number == serial_now
+
+
+def test_expiring_serving_cert_is_reissued(tmp_path):
+    d = str(tmp_path)
+    files = tls.ensure_tls(d, [])
+    ca = _cert(files.ca_cert)
+    with open(files.ca_key, "rb") as f:
+        ca_key = serialization.load_pem_private_key(f.read(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    # Re-sign the current serving cert so it expires in 10 days.
+    old = _cert(files.server_cert)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca.subject)
+               .public_key(old.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=355))
+               .not_valid_after(now + datetime.timedelta(days=10)))
+    for ext in old.extensions:
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    expiring = builder.sign(ca_key, hashes.SHA256())
+    with open(files.server_cert, "wb") as f:
+        f.write(expiring.public_bytes(serialization.Encoding.PEM))
+
+    tls.ensure_tls(d, [])
+    renewed = _cert(files.server_cert)
+    assert renewed.serial_number != expiring.serial_number
+    assert renewed.not_valid_after_utc - now > datetime.timedelta(days=300)
+    assert _read(files.ca_cert) == files.ca_pem
+
+
+def test_missing_ca_key_is_reported_not_silently_replaced(tmp_path):
+    d = str(tmp_path)
+    files = tls.ensure_tls(d, [])
+    os.unlink(files.ca_key)
+    with pytest.raises(FileNotFoundError, match=r"ca\.key is missing"):
+        tls.ensure_tls(d, [])
+
+
+def test_bad_san_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="neither an IP address nor a DNS name"):
+        tls.ensure_tls(str(tmp_path), ["http://host:443/"])
+
+
+def test_client_cert_carries_user_and_groups(tmp_path):
+    files = tls.ensure_tls(str(tmp_path), [])
+    cert_pem, key_pem = tls.issue_client_cert(str(tmp_path), "system:node:n1",
+                                              ["system:nodes", "team-a"])
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    cert.verify_directly_issued_by(_cert(files.ca_cert))
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "system:node:n1"
+    assert [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == \
+        ["system:nodes", "team-a"]
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in eku
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    cert_pub = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert isinstance(cert_pub, ec.EllipticCurvePublicKey)
+    assert key.public_key().public_numbers() == cert_pub.public_numbers()
+
+
+def test_client_cert_without_ca_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="start the API server once"):
+        tls.issue_client_cert(str(tmp_path), "alice", [])
+
+
+async def _serve_once(server_ctx: ssl.SSLContext) -> tuple[asyncio.AbstractServer, int,
+                                                             asyncio.Future]:
+    """A loopback TLS server that records the verified peer certificate of
+    its first connection and answers one line."""
+    seen: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not seen.done():
+            seen.set_result(writer.get_extra_info("peercert"))
+        await reader.readline()
+        writer.write(b"hello\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    return server, port, seen
+
+
+async def _talk(port: int, ctx: ssl.SSLContext, hostname: str = "127.0.0.1") -> bytes:
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=hostname), 30)
+    writer.write(b"hi\n")
+    await writer.drain()
+    line = await asyncio.wait_for(reader.readline(), 30)
+    writer.close()
+    return line
+
+
+async def test_handshake_with_client_certificate_identifies_user(tmp_path):
+    files = tls.ensure_tls(str(tmp_path), [])
+    cert_pem, key_pem = tls.issue_client_cert(str(tmp_path), "alice", ["devs", "ops"])
+    server, port, seen = await _serve_once(tls.server_ssl_context(files))
+    try:
+        client_ctx = tls.client_ssl_context(files.ca_pem, cert_pem, key_pem)
+        assert await _talk(port, client_ctx) == b"hello\n"
+        peer = await asyncio.wait_for(seen, 30)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert tls.peer_identity(peer) == ("alice", ["devs", "ops"])
+    user = Authenticator(None).authenticate({}, peer)
+    assert user is not None
+    assert user.name == "alice"
+    assert user.groups == ("devs", "ops", "system:authenticated")
+
+
+async def test_handshake_without_client_certificate_checks_localhost_name(tmp_path):
+    files = tls.ensure_tls(str(tmp_path), [])
+    server, port, seen = await _serve_once(tls.server_ssl_context(files))
+    try:
+        # Hostname checking against the "localhost" DNS SAN.
+        assert await _talk(port, tls.client_ssl_context(files.ca_pem), "localhost") == b"hello\n"
+        peer = await asyncio.wait_for(seen, 30)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert not peer  # CERT_OPTIONAL: a bearer-token client sends no certificate
+    assert tls.peer_identity(peer) is None
+
+
+async def test_client_rejects_name_outside_sans_and_foreign_ca(tmp_path):
+    files = tls.ensure_tls(str(tmp_path / "a"), [])
+    other = tls.ensure_tls(str(tmp_path / "b"), [])
+    server, port, _ = await _serve_once(tls.server_ssl_context(files))
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await _talk(port, tls.client_ssl_context(files.ca_pem), "elsewhere.example.test")
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await _talk(port, tls.client_ssl_context(other.ca_pem))
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_server_refuses_client_cert_from_another_ca(tmp_path):
+    files = tls.ensure_tls(str(tmp_path / "a"), [])
+    tls.ensure_tls(str(tmp_path / "b"), [])
+    cert_pem, key_pem = tls.issue_client_cert(str(tmp_path / "b"), "mallory", ["system:masters"])
+    server, port, seen = await _serve_once(tls.server_ssl_context(files))
+    try:
+        with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+            # TLS 1.3 reports the server's rejection only on the first read.
+            line = await _talk(port, tls.client_ssl_context(files.ca_pem, cert_pem, key_pem))
+            if not line:
+                raise ConnectionError("server closed the connection")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert not seen.done()
+
+
+def test_client_context_accepts_key_files(tmp_path):
+    files = tls.ensure_tls(str(tmp_path), [])
+    cert_pem, key_pem = tls.issue_client_cert(str(tmp_path), "bob", [])
+    (tmp_path / "bob.crt").write_bytes(cert_pem)
+    (tmp_path / "bob.key").write_bytes(key_pem)
+    ctx = tls.client_ssl_context(files.ca_pem, str(tmp_path / "bob.crt"), str(tmp_path / "bob.key"))
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    with pytest.raises(ValueError, match="private key"):
+        tls.client_ssl_context(files.ca_pem, cert_pem)
