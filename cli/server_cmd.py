@@ -1,0 +1,53 @@
+"""`timonel server`: the API server (with an embedded etcd unless told otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from timonel.api.server.run import ServerOptions, StartError, default_data_dir, start
+from timonel.cli.failures import EXIT_UNAVAILABLE, Failure
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("server", help="run the API server (and an embedded etcd)",
+                       description="Serve the Kubernetes API over HTTPS, storing objects in etcd.")
+    p.add_argument("--data-dir", default=default_data_dir(),
+                   help="state directory: etcd data, TLS, tokens, admin.kubeconfig "
+                        "(default: %(default)s)")
+    p.add_argument("--bind-address", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=6443, help="HTTPS port (default: %(default)s)")
+    p.add_argument("--etcd-endpoints", default="",
+                   help="comma-separated etcd client URLs; without it an embedded etcd is started")
+    p.add_argument("--tls-san", action="append", default=[],
+                   help="extra subject alternative name for the serving certificate (repeatable)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = ServerOptions(
+        data_dir=args.data_dir, bind_address=args.bind_address, port=args.port,
+        etcd_endpoints=[e for e in args.etcd_endpoints.split(",") if e.strip()],
+        tls_sans=args.tls_san,
+    )
+    return asyncio.run(_serve(opts))
+
+
+async def _serve(opts: ServerOptions) -> int:
+    try:
+        server = await start(opts)
+    except StartError as e:
+        raise Failure("SERVER_START", str(e), "see the messages above; --data-dir and --port "
+                      "choose where state lives and where it listens", EXIT_UNAVAILABLE) from None
+    print(f"timonel API server listening on {server.url}", flush=True)
+    print(f"admin kubeconfig: {server.kubeconfig_path}", flush=True)
+    print(f"  kubectl --kubeconfig {server.kubeconfig_path} get namespaces", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("stopping", flush=True)
+    await server.stop()
+    return 0
