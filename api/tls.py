@@ -84,6 +84,12 @@ def ensure_tls(tls_dir: str, sans: list[str]) -> TLSFiles:
 def default_sans() -> list[str]:
     sans = ["127.0.0.1", "::1", "localhost"]
     host = socket.gethostname()
+    try:
+        split_sans([host])
+    except ValueError:
+        # An odd host name must not stop the server; users can pass a usable one.
+        log.warning("host name not usable as a TLS name, left out hostname=%r", host)
+        return sans
     if host and host not in sans:
         sans.append(host)
     return sans
