@@ -223,7 +223,7 @@ def make_app(config: ServerConfig) -> web.Application:
     """The application; storage connects on startup and closes on cleanup."""
     metrics = Metrics()
     store = Store(config.etcd_endpoints,
-                  observe=lambda op, seconds: metrics.observe_etcd(op, "", seconds))
+                  observe=metrics.observe_etcd)
     caches = WatchCaches(store)
     server = Server(
         store=store, caches=caches, objects=Objects(store, caches), admission=Chain(),

@@ -81,6 +81,12 @@ def encode(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def resource_of(key: str) -> str:
+    """`pods` for `/registry/pods/ns/name`: the label of etcd latency metrics."""
+    parts = key.split("/", 3)
+    return parts[2] if len(parts) > 2 and parts[1] == "registry" else ""
+
+
 def prefix_end(prefix: bytes) -> bytes:
     """The smallest key greater than every key with this prefix."""
     b = bytearray(prefix)
@@ -115,7 +121,7 @@ class Store:
     """
 
     def __init__(self, endpoints: str | list[str],
-                 observe: Callable[[str, float], None] | None = None) -> None:
+                 observe: Callable[[str, str, float], None] | None = None) -> None:
         self.endpoints = parse_endpoints(endpoints)
         self._active = 0
         self._client: aetcd.Client | None = None
@@ -156,7 +162,7 @@ class Store:
         assert self._client is not None and self._client.channel is not None
         return self._client.channel
 
-    async def _call(self, op: str, fn: Callable[[Any], Any], req: Any) -> Any:
+    async def _call(self, op: str, fn: Callable[[Any], Any], req: Any, key: str = "") -> Any:
         """Run one unary RPC, failing over to another endpoint when one is down."""
         for attempt in range(len(self.endpoints) + 1):
             client = self._client
@@ -180,14 +186,14 @@ class Store:
                 raise ApiError(503 if e.code() == grpc.StatusCode.UNAVAILABLE else 500,
                                f"storage error: {e.details()}") from e
             if self._observe is not None:
-                self._observe(op, time.perf_counter() - t0)
+                self._observe(op, resource_of(key), time.perf_counter() - t0)
             return res
         raise ApiError(503, "storage unavailable")
 
     # -- reads ---------------------------------------------------------------
 
     async def get(self, key: str) -> KV | None:
-        res = await self._call("get", lambda c: c.kvstub.Range, rpc.RangeRequest(key=key.encode()))
+        res = await self._call("get", lambda c: c.kvstub.Range, rpc.RangeRequest(key=key.encode()), key)
         if not res.kvs:
             return None
         kv = res.kvs[0]
@@ -204,7 +210,7 @@ class Store:
             key=start.encode() if start else p, range_end=prefix_end(p),
             revision=revision, limit=limit,
         )
-        res = await self._call("list", lambda c: c.kvstub.Range, req)
+        res = await self._call("list", lambda c: c.kvstub.Range, req, prefix)
         kvs = [KV(kv.key.decode(), kv.value, kv.mod_revision, kv.create_revision) for kv in res.kvs]
         return kvs, res.header.revision, bool(res.more)
 
@@ -230,7 +236,7 @@ class Store:
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
         )
-        res = await self._call("create", lambda c: c.kvstub.Txn, req)
+        res = await self._call("create", lambda c: c.kvstub.Txn, req, key)
         if not res.succeeded:
             raise CasFailed(_first_kv(key, res))
         return int(res.header.revision)
@@ -244,7 +250,7 @@ class Store:
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
         )
-        res = await self._call("update", lambda c: c.kvstub.Txn, req)
+        res = await self._call("update", lambda c: c.kvstub.Txn, req, key)
         if not res.succeeded:
             raise CasFailed(_first_kv(key, res))
         return int(res.header.revision)
@@ -258,7 +264,7 @@ class Store:
             success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
         )
-        res = await self._call("delete", lambda c: c.kvstub.Txn, req)
+        res = await self._call("delete", lambda c: c.kvstub.Txn, req, key)
         if not res.succeeded:
             raise CasFailed(_first_kv(key, res))
         return int(res.header.revision)
