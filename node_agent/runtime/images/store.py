@@ -327,9 +327,9 @@ class ImageStore:
                         res.bytes_freed += self.blobs.size(digest)
                     self.blobs.delete(digest)
                     res.blobs_removed += 1
-            for d in self.layers_dir.iterdir():
-                if d.name not in live_chains:
-                    shutil.rmtree(d, ignore_errors=True)
+            for layer_path in self.layers_dir.iterdir():
+                if layer_path.name not in live_chains:
+                    shutil.rmtree(layer_path, ignore_errors=True)
                     res.layers_removed += 1
         if res.blobs_removed or res.layers_removed:
             log.info("gc blobs_removed=%d layers_removed=%d bytes_freed=%d",
