@@ -1,0 +1,123 @@
+"""The container's PID 1, from fork to execve.
+
+Runs in a child forked by the shim in a fresh PID namespace. It must not
+import anything (after pivot_root the interpreter finds no modules) and must
+not rely on threads. Create-time work (cgroup, namespaces, rootfs,
+pivot_root) happens first and is reported on the ready pipe; then it waits
+for the start byte on the FIFO, drops privileges and execs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+
+from ..cgroups.common import write
+from ..linux import SyscallsLike
+from ..linux.constants import CLONE_NEWCGROUP, CLONE_NEWNS, NAMESPACE_FLAGS
+from .rootfs import RootfsPlan, mount_rootfs, pivot
+from .security import Credentials, apply_rlimits, drop_privileges
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class InitError(Exception):
+    """A create-time failure, reported to the runtime with its message."""
+
+
+@dataclass
+class InitConfig:
+    args: list[str]
+    env: dict[str, str]
+    working_dir: str
+    hostname: str | None
+    procs_files: list[str]  # cgroup.procs of the container's cgroup, every hierarchy
+    new_namespaces: list[str]  # kinds to create beyond mnt, cgroup (pid is done by the shim)
+    rootfs: RootfsPlan
+    readonly_rootfs: bool
+    cred: Credentials
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def find_executable(name: str, path: str) -> str:
+    """PATH lookup as execvp does, but beforehand, so a missing binary fails at create."""
+    candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in path.split(":")]
+    for c in candidates:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    where = name if "/" in name else f"{name} in PATH={path}"
+    raise InitError(f"executable file not found: {where}; check the image and the command")
+
+
+def _home(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def setup(sys: SyscallsLike, cfg: InitConfig) -> tuple[str, dict[str, str]]:
+    """Everything up to the wait for start; returns the executable and environment."""
+    sys.set_pdeathsig(signal.SIGKILL)  # never outlive the shim that reports our exit
+    for procs in cfg.procs_files:  # "0" is the writer itself; before CLONE_NEWCGROUP
+        write(procs, "0")
+    flags = CLONE_NEWNS | CLONE_NEWCGROUP
+    for kind in cfg.new_namespaces:
+        flags |= NAMESPACE_FLAGS[kind]
+    sys.unshare(flags)
+    if "net" in cfg.new_namespaces:
+        sys.loopback_up()
+    if "uts" in cfg.new_namespaces and cfg.hostname:
+        sys.sethostname(cfg.hostname)
+    mount_rootfs(sys, cfg.rootfs)
+    pivot(sys, cfg.rootfs.root, cfg.readonly_rootfs)
+    env = dict(cfg.env)
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOME", _home(cfg.cred.uid))
+    for k, v in cfg.extra_env.items():
+        env.setdefault(k, v)
+    exe = find_executable(cfg.args[0], env["PATH"])
+    apply_rlimits(sys, cfg.cred.rlimits)
+    sys.chdir(cfg.working_dir)
+    return exe, env
+
+
+def finish(sys: SyscallsLike, cfg: InitConfig, exe: str, env: dict[str, str]) -> None:
+    drop_privileges(sys, cfg.cred)
+    sys.execve(exe, cfg.args, env)
+
+
+def run(sys: SyscallsLike, cfg: InitConfig, ready_fd: int, start_fd: int) -> None:
+    """The whole life of PID 1 before execve. Never returns in a real fork."""
+    try:
+        exe, env = setup(sys, cfg)
+    except Exception as e:
+        _report(ready_fd, f"error {_describe(e)}")
+        os._exit(1)
+    _report(ready_fd, "ok")
+    os.close(ready_fd)
+    if os.read(start_fd, 1) != b"s":  # anything else: the runtime gave up on us
+        os._exit(1)
+    os.close(start_fd)
+    try:
+        finish(sys, cfg, exe, env)
+    except Exception as e:
+        os.write(2, f"timonel: cannot start {cfg.args[0]}: {_describe(e)}\n".encode())
+        os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+
+
+def _describe(e: BaseException) -> str:
+    return str(e) if isinstance(e, InitError | OSError) else f"{type(e).__name__}: {e}"
+
+
+def _report(fd: int, message: str) -> None:
+    try:
+        os.write(fd, (message.replace("\n", " ") + "\n").encode())
+    except OSError:
+        pass

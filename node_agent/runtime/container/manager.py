@@ -1,0 +1,368 @@
+"""Containers as the runtime service sees them: create, start, stop, remove, exec, stats.
+
+State lives in `<root>/containers/<id>/` (see state.py), so a new
+ContainerManager over the same root finds containers started by an old one.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import logging
+import os
+import select
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from ..cgroups import Cgroups
+from ..linux import SyscallsLike
+from . import launch as launch_mod
+from . import seccomp
+from .exec import ExecProcess, ExecResult, collect
+from .forkserver import ForkServer
+from .spec import ContainerSpec, SpecError
+from .state import (
+    CREATED,
+    EXITED,
+    RUNNING,
+    ContainerStatus,
+    alive,
+    read_json,
+    status_from_files,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ContainerError(RuntimeError):
+    """An operation on a container failed; the message says which and why."""
+
+
+class NotFoundError(ContainerError):
+    pass
+
+
+@dataclass
+class ContainerStats:
+    id: str
+    timestamp_ns: int
+    cpu_usage_ns: int
+    memory_usage_bytes: int
+    memory_working_set_bytes: int
+    memory_limit_bytes: int | None
+    pids_current: int
+    oom_kills: int
+
+
+class ContainerManager:
+    def __init__(self, root: str, cgroups: Cgroups, forkserver: ForkServer, sys: SyscallsLike,
+                 force_copy_rootfs: bool = False, create_timeout: float = 120.0):
+        self.root = root
+        self.dir = os.path.join(root, "containers")
+        os.makedirs(self.dir, exist_ok=True)
+        self.cgroups = cgroups
+        self.forkserver = forkserver
+        self.sys = sys
+        self.force_copy_rootfs = force_copy_rootfs
+        self.create_timeout = create_timeout
+        self._shim_fds: dict[str, int] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # -- helpers --
+    def state_dir(self, cid: str) -> str:
+        return os.path.join(self.dir, cid)
+
+    def _lock(self, cid: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(cid, threading.Lock())
+
+    def _meta(self, cid: str) -> dict:
+        meta = read_json(os.path.join(self.state_dir(cid), "meta.json"))
+        if meta is None:
+            raise NotFoundError(f"container {cid} not found")
+        return meta
+
+    def _shim(self, cid: str) -> dict:
+        return read_json(os.path.join(self.state_dir(cid), "shim.json")) or {}
+
+    def _shim_fd(self, cid: str) -> int | None:
+        """A pidfd for the shim, reopened from shim.json after a runtime restart."""
+        fd = self._shim_fds.get(cid)
+        if fd is not None:
+            return fd
+        shim = self._shim(cid)
+        if not alive(shim.get("shim_pid"), shim.get("shim_start")):
+            return None
+        try:
+            fd = os.pidfd_open(int(shim["shim_pid"]))
+        except OSError:
+            return None
+        if not alive(shim.get("shim_pid"), shim.get("shim_start")):  # reused meanwhile
+            os.close(fd)
+            return None
+        self._shim_fds[cid] = fd
+        return fd
+
+    def _signal_init(self, cid: str, sig: int) -> None:
+        shim = self._shim(cid)
+        pid, start = int(shim.get("pid") or 0), shim.get("pid_start")
+        if not alive(pid, start):
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return
+        try:
+            if alive(pid, start):
+                signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(fd)
+
+    # -- lifecycle --
+    def create(self, spec: ContainerSpec) -> ContainerStatus:
+        spec.validate()
+        with self._lock(spec.id):
+            d = self.state_dir(spec.id)
+            if os.path.exists(d):
+                raise ContainerError(f"container {spec.id} already exists; remove it first or pick another id")
+            for sub in ("", "upper", "work", "rootfs"):
+                os.makedirs(os.path.join(d, sub), exist_ok=True)
+            cgroup = f"{spec.cgroup_parent.strip('/')}/{spec.id}"
+            try:
+                self._create(spec, d, cgroup)
+            except BaseException:
+                self._cleanup(spec.id, cgroup)
+                raise
+        return self.status(spec.id)
+
+    def _create(self, spec: ContainerSpec, d: str, cgroup: str) -> None:
+        self.cgroups.create(cgroup, spec.resources)
+        plan, caps = launch_mod.build(spec, d, cgroup, self.cgroups.procs_files(cgroup), self.force_copy_rootfs)
+        if spec.log_path:
+            os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
+        bpf = seccomp.compile_for(spec.seccomp, caps, spec.privileged)
+        if bpf is not None:
+            with open(os.path.join(d, "seccomp.bpf"), "wb") as f:
+                f.write(bpf)
+        write_json(os.path.join(d, "spec.json"), spec.to_dict())
+        write_json(os.path.join(d, "launch.json"), plan)
+        write_json(os.path.join(d, "meta.json"), {"created_at": time.time_ns(), "cgroup": cgroup,
+                                                 "started_at": None})
+        os.mkfifo(os.path.join(d, "start.fifo"), 0o600)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            _, fds = self.forkserver.call("shim", {"state_dir": d}, [ready_w])
+            os.close(ready_w)
+            ready_w = -1
+            self._shim_fds[spec.id] = fds[0]
+            answer = _read_line(ready_r, self.create_timeout)
+        finally:
+            os.close(ready_r)
+            if ready_w >= 0:
+                os.close(ready_w)
+        if answer != "ok":
+            detail = answer[6:] if answer and answer.startswith("error ") else "init exited without a word"
+            raise ContainerError(f"creating container {spec.id}: {detail or 'timed out'}")
+        deadline = time.monotonic() + 5.0
+        while not self._shim(spec.id).get("pid") and time.monotonic() < deadline:
+            time.sleep(0.0005)
+
+    def start(self, cid: str) -> None:
+        with self._lock(cid):
+            st = self.status(cid)
+            if st.state != CREATED:
+                raise ContainerError(f"container {cid} is {st.state}; only a created container can start")
+            d = self.state_dir(cid)
+            meta = self._meta(cid)
+            meta["started_at"] = time.time_ns()
+            write_json(os.path.join(d, "meta.json"), meta)
+            try:
+                fd = os.open(os.path.join(d, "start.fifo"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno == errno.ENXIO:
+                    raise ContainerError(f"container {cid}: its init is gone; remove and re-create it") from None
+                raise
+            try:
+                os.write(fd, b"s")
+            finally:
+                os.close(fd)
+
+    def wait(self, cid: str, timeout: float | None = None) -> ContainerStatus:
+        """Block until the container has exited (or `timeout`); returns its status."""
+        fd = self._shim_fd(cid)
+        if fd is not None:
+            select.select([fd], [], [], timeout)
+        return self.status(cid)
+
+    def stop(self, cid: str, timeout: float = 10.0) -> ContainerStatus:
+        """SIGTERM, then SIGKILL after `timeout` seconds (PID 1 may ignore SIGTERM)."""
+        with self._lock(cid):
+            st = self.status(cid)
+            if st.state == RUNNING and timeout > 0:
+                self._signal_init(cid, signal.SIGTERM)
+                st = self.wait(cid, timeout)
+            if st.state in (RUNNING, CREATED):
+                self._signal_init(cid, signal.SIGKILL)
+                cgroup = self._meta(cid)["cgroup"]
+                if self.cgroups.exists(cgroup):
+                    self.cgroups.kill(cgroup)
+                st = self.wait(cid, 10.0)
+            if st.state != EXITED:
+                raise ContainerError(f"container {cid} did not stop (state {st.state})")
+            return st
+
+    def remove(self, cid: str) -> None:
+        """Stop if needed, then delete its cgroup and state; the mount namespace died with it."""
+        meta = self._meta(cid)
+        st = self.status(cid)
+        if st.state in (RUNNING, CREATED):
+            self.stop(cid, 0)
+        with self._lock(cid):
+            self._cleanup(cid, meta["cgroup"])
+        with self._guard:
+            self._locks.pop(cid, None)
+
+    def _cleanup(self, cid: str, cgroup: str) -> None:
+        fd = self._shim_fd(cid)
+        if self.cgroups.exists(cgroup):
+            self.cgroups.kill(cgroup)
+        if fd is not None:  # let the shim finish writing before its dir goes
+            select.select([fd], [], [], 5.0)
+            os.close(fd)
+            self._shim_fds.pop(cid, None)
+        if self.cgroups.exists(cgroup):
+            self.cgroups.remove(cgroup)
+        shutil.rmtree(self.state_dir(cid), ignore_errors=True)
+
+    # -- queries --
+    def status(self, cid: str) -> ContainerStatus:
+        st = status_from_files(self.state_dir(cid))
+        if st is None:
+            raise NotFoundError(f"container {cid} not found")
+        return st
+
+    def list(self) -> builtins.list[ContainerStatus]:
+        out = []
+        for name in sorted(os.listdir(self.dir)):
+            st = status_from_files(self.state_dir(name))
+            if st is not None:
+                out.append(st)
+        return out
+
+    def stats(self, cid: str) -> ContainerStats:
+        s = self.cgroups.stats(self._meta(cid)["cgroup"])
+        return ContainerStats(cid, s.timestamp_ns, s.cpu_usage_ns, s.memory_usage_bytes,
+                              s.memory_working_set_bytes, s.memory_limit_bytes, s.pids_current,
+                              s.oom_kills)
+
+    def reopen_log(self, cid: str) -> None:
+        st = self.status(cid)
+        if st.state != RUNNING:
+            raise ContainerError(f"container {cid} is {st.state}; its log can be reopened only while running")
+        shim = self._shim(cid)
+        fd = self._shim_fd(cid)
+        if fd is None:
+            raise ContainerError(f"container {cid}: its shim is gone")
+        signal.pidfd_send_signal(fd, signal.SIGUSR1)
+        deadline = time.monotonic() + 5.0
+        while not os.path.exists(st.log_path) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if not os.path.exists(st.log_path):
+            raise ContainerError(f"container {cid}: shim pid={shim.get('shim_pid')} did not reopen {st.log_path}")
+
+    # -- exec --
+    def exec(self, cid: str, args: builtins.list[str], tty: bool = False, stdin: bool = False,
+             env: dict[str, str] | None = None) -> ExecProcess:
+        """Start `args` in the running container with its user, capabilities and seccomp."""
+        if not args:
+            raise SpecError("exec: the command is empty")
+        st = self.status(cid)
+        if st.state != RUNNING:
+            raise ContainerError(f"container {cid} is {st.state}; exec needs a running container")
+        d = self.state_dir(cid)
+        plan = read_json(os.path.join(d, "launch.json")) or {}
+        init = plan["init"]
+        shim = self._shim(cid)
+        full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    **init["extra_env"], **init["env"], **(env or {})}
+        request = {
+            "pid": shim["pid"], "pid_start": shim["pid_start"],
+            "procs_files": self.cgroups.procs_files(plan["cgroup"]),
+            "args": list(args), "env": full_env, "cwd": init["working_dir"], "tty": tty,
+            "uid": init["cred"]["uid"], "gid": init["cred"]["gid"], "groups": init["cred"]["groups"],
+            "caps": init["cred"]["caps"], "no_new_privs": init["cred"]["no_new_privs"],
+            "rlimits": init["cred"]["rlimits"],
+            "seccomp_path": os.path.join(d, "seccomp.bpf") if os.path.exists(os.path.join(d, "seccomp.bpf")) else None,
+        }
+        mine: builtins.list[int] = []
+        theirs: builtins.list[int] = []
+        master = in_w = out_r = err_r = None
+        try:
+            if tty:
+                master, slave = os.openpty()
+                mine.append(master)
+                theirs += [slave, os.dup(slave), os.dup(slave)]
+            else:
+                if stdin:
+                    in_r, in_w = os.pipe2(os.O_CLOEXEC)
+                    mine.append(in_w)
+                    theirs.append(in_r)
+                else:
+                    theirs.append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                mine += [out_r, err_r]
+                theirs += [out_w, err_w]
+            status_r, status_w = os.pipe2(os.O_CLOEXEC)
+            mine.append(status_r)
+            theirs.append(status_w)
+            self.forkserver.call("exec", request, theirs)
+        except BaseException:
+            for fd in mine:
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        return ExecProcess(status_r, in_w, out_r, err_r, master)
+
+    def exec_sync(self, cid: str, args: builtins.list[str], timeout: float = 60.0,
+                  input: bytes | None = None) -> ExecResult:
+        proc = self.exec(cid, args, stdin=input is not None)
+        if input is not None and proc.stdin is not None:
+            try:
+                os.write(proc.stdin, input)
+            except BrokenPipeError:
+                pass
+            os.close(proc.stdin)
+            proc.stdin = None
+        return collect(proc, timeout)
+
+    def close(self) -> None:
+        for fd in self._shim_fds.values():
+            os.close(fd)
+        self._shim_fds.clear()
+
+
+def _read_line(fd: int, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.split(b"\n", 1)[0].decode(errors="replace") if buf else ""

@@ -1,0 +1,283 @@
+"""The container's root filesystem, built inside its own mount namespace.
+
+Runs in the container's init before pivot_root: everything mounted here
+disappears with the mount namespace when the container's last process exits.
+Paths inside the rootfs are resolved with `secure_join`, so a symlink in an
+image can never point a mount at the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+
+from ..linux import SyscallsLike
+from ..linux.constants import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_STRICTATIME,
+)
+from .spec import Mount
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_SYMLINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+                "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore"}
+# Docker's defaults: kernel interfaces a container must not read or write.
+MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware", "/sys/devices/virtual/powercap"]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+_MAX_MOUNT_DATA = 4000  # the kernel copies at most one page of mount options
+
+
+@dataclass
+class RootfsPlan:
+    root: str  # where the rootfs is assembled (a dir in the state dir)
+    layers: list[str]  # read-only, bottom first
+    upper: str
+    work: str
+    copy_dir: str  # used when overlay cannot be mounted
+    mounts: list[Mount] = field(default_factory=list)
+    etc_files: dict[str, str] = field(default_factory=dict)  # "/etc/hosts" -> file in state dir
+    privileged: bool = False
+    masked_paths: list[str] = field(default_factory=lambda: list(MASKED_PATHS))
+    readonly_paths: list[str] = field(default_factory=lambda: list(READONLY_PATHS))
+    working_dir: str = "/"
+    force_copy: bool = False
+
+
+def secure_join(root: str, path: str) -> str:
+    """`root/path` with every symlink resolved as if `root` were `/` (no escape)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > 40:
+                raise OSError(errno.ELOOP, f"too many symlinks resolving {path} in {root}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def _ensure(path: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(path, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.lexists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+
+def overlay_options(layers: list[str], upper: str, work: str) -> str:
+    lower = ":".join(reversed(layers))  # overlay lists the top layer first
+    return f"lowerdir={lower},upperdir={upper},workdir={work}"
+
+
+def mount_overlay(sys: SyscallsLike, plan: RootfsPlan) -> None:
+    data = overlay_options(plan.layers, plan.upper, plan.work)
+    if len(data) > _MAX_MOUNT_DATA:
+        # Too long for one page: mount from the layers' common parent with relative paths.
+        common = os.path.commonpath([*plan.layers, plan.upper, plan.work])
+        rel = [os.path.relpath(p, common) for p in plan.layers]
+        data = overlay_options(rel, os.path.relpath(plan.upper, common), os.path.relpath(plan.work, common))
+        cwd = os.getcwd()
+        sys.chdir(common)
+        try:
+            sys.mount("overlay", plan.root, "overlay", 0, data)
+        finally:
+            sys.chdir(cwd)
+        return
+    sys.mount("overlay", plan.root, "overlay", 0, data)
+
+
+def _clear_dir(path: str) -> None:
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def _is_opaque(path: str) -> bool:
+    for name in ("trusted.overlay.opaque", "user.overlay.opaque"):
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def copy_layers(layers: list[str], dest: str) -> None:
+    """Flatten layers (bottom first) into `dest`, honouring overlay and AUFS whiteouts."""
+    os.makedirs(dest, exist_ok=True)
+    for layer in layers:
+        for dirpath, dirnames, filenames in os.walk(layer):
+            rel = os.path.relpath(dirpath, layer)
+            target_dir = os.path.normpath(os.path.join(dest, rel))
+            if rel != "." and _is_opaque(dirpath) and os.path.isdir(target_dir):
+                _clear_dir(target_dir)
+            for name in [*dirnames, *filenames]:
+                src = os.path.join(dirpath, name)
+                dst = os.path.join(target_dir, name)
+                st = os.lstat(src)
+                if name == ".wh..wh..opq":
+                    _clear_dir(target_dir)
+                    continue
+                if name.startswith(".wh."):
+                    _remove(os.path.join(target_dir, name[4:]))
+                    continue
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # overlay whiteout
+                    _remove(dst)
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if os.path.lexists(dst) and not os.path.isdir(dst):
+                        _remove(dst)
+                    os.makedirs(dst, exist_ok=True)
+                else:
+                    _remove(dst)
+                    if stat.S_ISLNK(st.st_mode):
+                        os.symlink(os.readlink(src), dst)
+                    elif stat.S_ISREG(st.st_mode):
+                        shutil.copyfile(src, dst, follow_symlinks=False)
+                    else:
+                        os.mknod(dst, st.st_mode, st.st_rdev)
+                os.lchown(dst, st.st_uid, st.st_gid)
+                if not stat.S_ISLNK(st.st_mode):
+                    os.chmod(dst, stat.S_IMODE(st.st_mode))
+                    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _bind(sys: SyscallsLike, source: str, target: str, read_only: bool, extra: int = 0) -> None:
+    sys.mount(source, target, None, MS_BIND | MS_REC)
+    if read_only or extra:
+        flags = MS_REMOUNT | MS_BIND | extra | (MS_RDONLY if read_only else 0)
+        sys.mount(None, target, None, flags)
+
+
+def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
+    """Make `/` private, assemble the rootfs at plan.root with its kernel filesystems."""
+    sys.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    try:
+        if plan.force_copy:
+            raise OSError(errno.EINVAL, "copy requested")
+        mount_overlay(sys, plan)
+    except OSError as e:
+        # e.g. the state dir is itself on overlay (a Docker container's root).
+        log.info("overlay unavailable, copying layers root=%s err=%s", plan.root, e)
+        if not os.path.exists(os.path.join(plan.copy_dir, ".timonel-complete")):
+            copy_layers(plan.layers, plan.copy_dir)
+            open(os.path.join(plan.copy_dir, ".timonel-complete"), "w").close()
+        sys.mount(plan.copy_dir, plan.root, None, MS_BIND | MS_REC)
+    r = plan.root
+    nodev = MS_NOSUID | MS_NOEXEC | MS_NODEV
+
+    def at(path: str, is_dir: bool = True) -> str:
+        target = secure_join(r, path)
+        _ensure(target, is_dir)
+        return target
+
+    sys.mount("proc", at("/proc"), "proc", nodev)
+    sys.mount("sysfs", at("/sys"), "sysfs", nodev | (0 if plan.privileged else MS_RDONLY))
+    dev = at("/dev")
+    sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
+    sys.mount("devpts", at("/dev/pts"), "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    sys.mount("shm", at("/dev/shm"), "tmpfs", nodev, "mode=1777,size=65536k")
+    sys.mount("mqueue", at("/dev/mqueue"), "mqueue", nodev)
+    if plan.privileged:
+        _host_devices(dev)
+    else:
+        for name in DEVICES:
+            target = os.path.join(dev, name)
+            _ensure(target, False)
+            sys.mount(f"/dev/{name}", target, None, MS_BIND)
+    for name, target in DEV_SYMLINKS.items():
+        if not os.path.lexists(os.path.join(dev, name)):
+            os.symlink(target, os.path.join(dev, name))
+    for dest, source in plan.etc_files.items():
+        _bind(sys, source, at(dest, is_dir=False), read_only=False)
+    for m in plan.mounts:
+        try:
+            is_dir = os.path.isdir(m.source)
+        except OSError:
+            is_dir = True
+        if not os.path.exists(m.source):
+            raise OSError(errno.ENOENT, f"mount source {m.source} (for {m.destination}) does not exist")
+        _bind(sys, m.source, at(m.destination, is_dir), m.read_only)
+    at(plan.working_dir)
+    if not plan.privileged:
+        _mask(sys, r, plan.masked_paths, plan.readonly_paths)
+
+
+def _host_devices(dev: str) -> None:
+    # Privileged: every top-level device node of the host, as Docker does.
+    for entry in os.scandir("/dev"):
+        st = entry.stat(follow_symlinks=False)
+        if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and entry.name != "console":
+            target = os.path.join(dev, entry.name)
+            if not os.path.lexists(target):
+                os.mknod(target, st.st_mode, st.st_rdev)
+
+
+def _mask(sys: SyscallsLike, root: str, masked: list[str], readonly: list[str]) -> None:
+    for path in masked:
+        target = secure_join(root, path)
+        if os.path.isdir(target):
+            sys.mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
+        elif os.path.exists(target):
+            sys.mount("/dev/null", target, None, MS_BIND)
+    for path in readonly:
+        target = secure_join(root, path)
+        if os.path.exists(target):
+            _bind(sys, target, target, read_only=True, extra=MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def pivot(sys: SyscallsLike, root: str, read_only: bool) -> None:
+    """Make `root` the new `/` and detach the host's root from this namespace."""
+    sys.chdir(root)
+    # pivot_root(".", ".") stacks the old root under the new one; unmounting "."
+    # then removes it, without needing a put_old directory in the image.
+    sys.pivot_root(".", ".")
+    sys.umount2(".", MNT_DETACH)
+    sys.chdir("/")
+    if read_only:
+        sys.mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)

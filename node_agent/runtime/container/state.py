@@ -1,0 +1,107 @@
+"""A container's state dir: the files that let a new runtime process find it again.
+
+Each file has one writer, so no locking is needed:
+- `spec.json`, `meta.json` (created/started times, cgroup): the runtime;
+- `shim.json` (shim pid, container pid, their start times): the shim;
+- `exit.json` (exit code, reason, finish time): the shim, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+CREATED, RUNNING, EXITED, UNKNOWN = "created", "running", "exited", "unknown"
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Atomically: readers see the old file or the new one, never half of one."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(data).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The process' start time in clock ticks since boot: with the pid, a unique identity."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm may contain spaces and parentheses: fields start after the last ')'.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if fields[0] == b"Z":  # a zombie has finished; it is not running any more
+        return None
+    return int(fields[19])
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    return bool(pid) and start is not None and proc_start_time(pid or 0) == start
+
+
+@dataclass
+class ContainerStatus:
+    id: str
+    state: str  # created | running | exited | unknown
+    pid: int | None
+    exit_code: int | None
+    reason: str
+    message: str
+    created_at: int  # unix ns; 0 when unknown
+    started_at: int
+    finished_at: int
+    log_path: str
+    sandbox_id: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+def status_from_files(state_dir: str) -> ContainerStatus | None:
+    spec = read_json(os.path.join(state_dir, "spec.json"))
+    if spec is None:
+        return None
+    meta = read_json(os.path.join(state_dir, "meta.json")) or {}
+    shim = read_json(os.path.join(state_dir, "shim.json")) or {}
+    exit_ = read_json(os.path.join(state_dir, "exit.json"))
+    pid = shim.get("pid")
+    if exit_ is not None:
+        state = EXITED
+    elif alive(shim.get("shim_pid"), shim.get("shim_start")):
+        state = RUNNING if meta.get("started_at") else CREATED
+    elif not shim:
+        state = UNKNOWN  # the shim never started (a create that died half-way)
+    else:
+        # The shim is gone without recording an exit: killed from outside.
+        exit_ = {"exit_code": 255, "reason": "Unknown", "message": "the container's shim died",
+                 "finished_at": 0}
+        state = EXITED
+    return ContainerStatus(
+        id=spec["id"],
+        state=state,
+        pid=pid if state in (RUNNING, CREATED) else None,
+        exit_code=exit_["exit_code"] if exit_ else None,
+        reason=exit_.get("reason", "") if exit_ else "",
+        message=exit_.get("message", "") if exit_ else "",
+        created_at=meta.get("created_at", 0),
+        started_at=meta.get("started_at") or 0,
+        finished_at=exit_.get("finished_at", 0) if exit_ else 0,
+        log_path=spec.get("log_path") or os.path.join(state_dir, "container.log"),
+        sandbox_id=spec.get("sandbox_id"),
+        labels=spec.get("labels", {}),
+        annotations=spec.get("annotations", {}),
+    )

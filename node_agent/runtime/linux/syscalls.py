@@ -1,0 +1,220 @@
+"""The real syscall layer: ctypes over libc for what Python 3.11's `os` lacks.
+
+Everything here is a thin wrapper that raises `OSError` with the call and its
+arguments in the message. The container code never calls ctypes itself: it
+gets a `Syscalls` object (this one, or `FakeSyscalls` in unit tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import platform
+import resource
+import socket
+import struct
+
+from .constants import (
+    CAP_HEADER_VERSION_3,
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_CAP_AMBIENT_RAISE,
+    PR_CAPBSET_DROP,
+    PR_CAPBSET_READ,
+    PR_GET_NO_NEW_PRIVS,
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_KEEPCAPS,
+    PR_SET_NAME,
+    PR_SET_NO_NEW_PRIVS,
+    PR_SET_PDEATHSIG,
+    SECCOMP_SET_MODE_FILTER,
+)
+
+# Syscalls glibc has no wrapper for, by machine.
+_SYSCALL_NUMBERS = {
+    "x86_64": {"pivot_root": 155, "seccomp": 317},
+    "aarch64": {"pivot_root": 41, "seccomp": 277},
+}
+
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _b(path: str | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def _syscall_number(name: str) -> int:
+    machine = platform.machine()
+    try:
+        return _SYSCALL_NUMBERS[machine][name]
+    except KeyError:
+        raise OSError(errno.ENOSYS, f"{name}: no syscall number known for {machine}") from None
+
+
+class Syscalls:
+    """The kernel, as the container code sees it. `FakeSyscalls` mirrors every method."""
+
+    # Namespaces
+    def unshare(self, flags: int) -> None:
+        _check(_libc.unshare(flags), f"unshare(flags={flags:#x})")
+
+    def setns(self, fd: int, nstype: int = 0) -> None:
+        _check(_libc.setns(fd, nstype), f"setns(fd={fd}, nstype={nstype:#x})")
+
+    def sethostname(self, name: str) -> None:
+        raw = name.encode()
+        _check(_libc.sethostname(raw, len(raw)), f"sethostname({name!r})")
+
+    # Mounts
+    def mount(self, source: str | None, target: str, fstype: str | None, flags: int = 0,
+              data: str | None = None) -> None:
+        _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)),
+               f"mount(source={source!r}, target={target!r}, fstype={fstype!r}, flags={flags:#x}, data={data!r})")
+
+    def umount2(self, target: str, flags: int = 0) -> None:
+        _check(_libc.umount2(_b(target), flags), f"umount2({target!r}, flags={flags})")
+
+    def pivot_root(self, new_root: str, put_old: str) -> None:
+        nr = _syscall_number("pivot_root")
+        _check(_libc.syscall(nr, _b(new_root), _b(put_old)), f"pivot_root({new_root!r}, {put_old!r})")
+
+    # prctl
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+        return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option}, {arg2}, {arg3})")
+
+    def set_pdeathsig(self, sig: int) -> None:
+        self.prctl(PR_SET_PDEATHSIG, sig)
+
+    def set_child_subreaper(self) -> None:
+        self.prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+    def set_name(self, name: str) -> None:
+        buf = ctypes.create_string_buffer(name.encode()[:15])
+        _check(_libc.prctl(PR_SET_NAME, ctypes.cast(buf, ctypes.c_void_p).value or 0, 0, 0, 0),
+               f"prctl(PR_SET_NAME, {name!r})")
+
+    def set_keepcaps(self, keep: bool) -> None:
+        self.prctl(PR_SET_KEEPCAPS, int(keep))
+
+    def set_no_new_privs(self) -> None:
+        self.prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+    def get_no_new_privs(self) -> bool:
+        return bool(self.prctl(PR_GET_NO_NEW_PRIVS))
+
+    def capbset_read(self, cap: int) -> bool:
+        return bool(self.prctl(PR_CAPBSET_READ, cap))
+
+    def capbset_drop(self, cap: int) -> None:
+        self.prctl(PR_CAPBSET_DROP, cap)
+
+    def ambient_clear(self) -> None:
+        self.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+
+    def ambient_raise(self, cap: int) -> None:
+        self.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+
+    # Capabilities (v3: two 32-bit words per set)
+    def capget(self) -> tuple[int, int, int]:
+        header = _CapHeader(CAP_HEADER_VERSION_3, 0)
+        data = (_CapData * 2)()
+        _check(_libc.capget(ctypes.byref(header), data), "capget")
+        def join(field: str) -> int:
+            return getattr(data[0], field) | (getattr(data[1], field) << 32)
+        return join("effective"), join("permitted"), join("inheritable")
+
+    def capset(self, effective: int, permitted: int, inheritable: int) -> None:
+        header = _CapHeader(CAP_HEADER_VERSION_3, 0)
+        data = (_CapData * 2)()
+        for i in range(2):
+            shift = 32 * i
+            data[i].effective = (effective >> shift) & 0xFFFFFFFF
+            data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+            data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+        _check(_libc.capset(ctypes.byref(header), data),
+               f"capset(effective={effective:#x}, permitted={permitted:#x}, inheritable={inheritable:#x})")
+
+    # Seccomp: the program is compiled beforehand (libseccomp.compile_filter) so the
+    # container's init only has to hand raw BPF to the kernel.
+    def seccomp_load(self, program: bytes, flags: int = 0) -> None:
+        if len(program) % 8:
+            raise ValueError("seccomp program length is not a multiple of 8 bytes")
+        buf = ctypes.create_string_buffer(program, len(program))
+        prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p).value)
+        nr = _syscall_number("seccomp")
+        _check(_libc.syscall(nr, SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(prog)),
+               f"seccomp(SET_MODE_FILTER, {len(program) // 8} instructions)")
+
+    # Thin wrappers over os/resource so the fake can record them in order.
+    def eventfd(self, initval: int = 0, flags: int = 0) -> int:
+        return os.eventfd(initval, flags)
+
+    def inotify_watch(self, path: str, mask: int) -> int:
+        """A non-blocking inotify fd watching one path."""
+        fd = _check(_libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK), "inotify_init1")
+        if _libc.inotify_add_watch(fd, os.fsencode(path), mask) < 0:
+            err = ctypes.get_errno()
+            os.close(fd)
+            raise OSError(err, f"inotify_add_watch({path!r}): {os.strerror(err)}")
+        return fd
+
+    def loopback_up(self) -> None:
+        """Bring `lo` up in the current network namespace (a new one starts with it down)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            ifreq = struct.pack("16sH14x", b"lo", 0)
+            flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, ifreq))[1]
+            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+    def setrlimit(self, kind: int, soft: int, hard: int) -> None:
+        resource.setrlimit(kind, (soft, hard))
+
+    def setgroups(self, gids: list[int]) -> None:
+        os.setgroups(gids)
+
+    def setresgid(self, gid: int) -> None:
+        os.setresgid(gid, gid, gid)
+
+    def setresuid(self, uid: int) -> None:
+        os.setresuid(uid, uid, uid)
+
+    def chdir(self, path: str) -> None:
+        os.chdir(path)
+
+    def execve(self, path: str, args: list[str], env: dict[str, str]) -> None:
+        os.execve(path, args, env)
+
+
+def pack_sock_filter(code: int, jt: int, jf: int, k: int) -> bytes:
+    """One classic-BPF instruction (struct sock_filter), as the kernel reads it."""
+    return struct.pack("=HBBI", code, jt, jf, k)
