@@ -287,7 +287,7 @@ def _expected_from_name(name: str) -> str | None:
     parts = name.split("/")
     if len(parts) >= 2 and parts[-2] == "sha256" and _HEX64.fullmatch(parts[-1]):
         return "sha256:" + parts[-1]
-    stem = parts[-1].removesuffix(".json")
+    stem = parts[-1].removesuffix(".json").removesuffix(".tar")  # skopeo names layers <diff_id>.tar
     if len(parts) == 1 and _HEX64.fullmatch(stem):
         return "sha256:" + stem
     return None
