@@ -158,11 +158,12 @@ class CgroupV1:
             write(f, str(pid))
 
     def pids(self, rel: str) -> list[int]:
+        """Every process in the cgroup and its descendants."""
         for controller in ("pids", "memory", "cpu"):
             p = self.path(controller, rel)
             if p:
-                return read_procs(p)
-        return read_procs(self.dirs(rel)[0])
+                return _walk_procs(p)
+        return _walk_procs(self.dirs(rel)[0])
 
     def kill(self, rel: str, sig: int = signal.SIGKILL, timeout: float = 5.0) -> None:
         """Signal every process in the cgroup; with SIGKILL, wait until it is empty."""
@@ -231,6 +232,15 @@ class CgroupV1:
             pids_current=read_int(os.path.join(pids, "pids.current")) if pids else 0,
             oom_kills=self.oom_kill_count(rel),
         )
+
+
+def _walk_procs(path: str) -> list[int]:
+    pids = read_procs(path)
+    if os.path.isdir(path):
+        for entry in os.scandir(path):
+            if entry.is_dir(follow_symlinks=False):
+                pids += _walk_procs(entry.path)
+    return pids
 
 
 def _wait_empty(pids: Callable[[str], list[int]], rel: str, timeout: float) -> None:
