@@ -195,7 +195,7 @@ def _pick(cands: list[_Candidate], caller: Reference | None, where: str) -> list
     if len(cands) == 1:
         chosen = cands
     else:
-        chosen = [c for c in cands if caller in c.names or (caller.tag in c.bare_tags)]
+        chosen = [c for c in cands if caller in c.names] or [c for c in cands if caller.tag in c.bare_tags]
     if len(chosen) != 1:
         known = ", ".join(
             "/".join([str(n) for n in c.names] + c.bare_tags) or f"#{c.position}" for c in cands

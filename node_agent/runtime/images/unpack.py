@@ -447,6 +447,9 @@ class _Extractor:
         dir_comps = comps[:-1]
         if base.startswith(WHITEOUT_META_PREFIX) and base != WHITEOUT_OPAQUE:
             return  # aufs bookkeeping (.wh..wh.plnk etc.), meaningless here
+        target = base[len(WHITEOUT_PREFIX):]
+        if base != WHITEOUT_OPAQUE and target in ("", ".", ".."):
+            raise UnsafeLayerError(f"{self.where}: invalid whiteout {'/'.join(comps)!r}; refusing the layer")
         if self.mode == "copy":
             try:
                 parent = self.root.open_dir(dir_comps, create=False)
@@ -462,9 +465,6 @@ class _Extractor:
                 else:
                     self._root_only(lambda: os.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y"))
                 return
-            target = base[len(WHITEOUT_PREFIX):]
-            if target in ("", ".", "..") or "/" in target:
-                raise UnsafeLayerError(f"{self.where}: invalid whiteout {'/'.join(comps)!r}; refusing the layer")
             if tuple([*dir_comps, target]) in self.created:
                 return  # this layer's own entry of that name wins over its whiteout
             if self.mode == "copy":
