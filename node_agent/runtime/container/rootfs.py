@@ -153,14 +153,14 @@ def copy_layers(layers: list[str], dest: str) -> None:
         for dirpath, dirnames, filenames in os.walk(layer):
             rel = os.path.relpath(dirpath, layer)
             target_dir = os.path.normpath(os.path.join(dest, rel))
-            if rel != "." and _is_opaque(dirpath) and os.path.isdir(target_dir):
+            opaque = ".wh..wh..opq" in filenames or (rel != "." and _is_opaque(dirpath))
+            if opaque and os.path.isdir(target_dir):  # before this layer's entries land
                 _clear_dir(target_dir)
             for name in [*dirnames, *filenames]:
                 src = os.path.join(dirpath, name)
                 dst = os.path.join(target_dir, name)
                 st = os.lstat(src)
                 if name == ".wh..wh..opq":
-                    _clear_dir(target_dir)
                     continue
                 if name.startswith(".wh."):
                     _remove(os.path.join(target_dir, name[4:]))

@@ -1,0 +1,218 @@
+"""Rootfs assembly and PID 1's setup, against the recording syscall fake."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from timonel.node_agent.runtime.container import init as init_
+from timonel.node_agent.runtime.container import launch, rootfs
+from timonel.node_agent.runtime.container.rootfs import RootfsPlan, copy_layers, secure_join
+from timonel.node_agent.runtime.container.spec import ContainerSpec, Mount, Rlimit, User
+from timonel.node_agent.runtime.linux import ExecCalled, FakeSyscalls
+from timonel.node_agent.runtime.linux.constants import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWUTS,
+    MNT_DETACH,
+    MS_BIND,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+)
+
+
+def test_secure_join_keeps_symlinks_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.symlink("/", root / "escape")
+    os.symlink("../../../../", root / "etc" / "up")
+    os.symlink("/etc", root / "abs")
+    assert secure_join(str(root), "/escape/etc/passwd") == str(root / "etc/passwd")
+    assert secure_join(str(root), "/etc/up/x") == str(root / "x")
+    assert secure_join(str(root), "/abs/hosts") == str(root / "etc/hosts")
+    assert secure_join(str(root), "/../../a/./b") == str(root / "a/b")
+    os.symlink("loop", root / "loop")
+    with pytest.raises(OSError) as e:
+        secure_join(str(root), "/loop/x")
+    assert e.value.errno == errno.ELOOP
+
+
+def test_copy_layers_honours_whiteouts(tmp_path: Path) -> None:
+    lower, upper, dest = tmp_path / "l1", tmp_path / "l2", tmp_path / "dest"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "etc/keep").write_text("keep")
+    (lower / "etc/gone").write_text("old")
+    (lower / "opaque").mkdir()
+    (lower / "opaque/old").write_text("old")
+    (lower / "aufs").mkdir()
+    (lower / "aufs/old").write_text("old")
+    (lower / "bin").mkdir()
+    (lower / "bin/tool").write_text("#!/bin/sh\n")
+    os.chmod(lower / "bin/tool", 0o755)
+    os.symlink("tool", lower / "bin/alias")
+    (upper / "etc").mkdir(parents=True)
+    os.mknod(upper / "etc/gone", stat.S_IFCHR | 0o600, 0)  # overlay whiteout
+    (upper / "opaque").mkdir()
+    os.setxattr(upper / "opaque", "trusted.overlay.opaque", b"y")
+    (upper / "opaque/new").write_text("new")
+    (upper / "aufs").mkdir()
+    (upper / "aufs/.wh..wh..opq").touch()
+    (upper / "aufs/fresh").write_text("fresh")
+    (upper / ".wh.bin").touch()
+    copy_layers([str(lower), str(upper)], str(dest))
+    assert (dest / "etc/keep").read_text() == "keep"
+    assert not (dest / "etc/gone").exists()
+    assert sorted(os.listdir(dest / "opaque")) == ["new"]
+    assert sorted(os.listdir(dest / "aufs")) == ["fresh"]
+    assert not (dest / "bin").exists()
+    copy_layers([str(lower)], str(tmp_path / "d2"))
+    assert os.readlink(tmp_path / "d2/bin/alias") == "tool"
+    assert stat.S_IMODE(os.stat(tmp_path / "d2/bin/tool").st_mode) == 0o755
+
+
+def plan_for(tmp_path: Path, **kw: object) -> RootfsPlan:
+    layer = tmp_path / "layer"
+    (layer / "bin").mkdir(parents=True, exist_ok=True)
+    state = tmp_path / "state"
+    for d in ("rootfs", "upper", "work"):
+        (state / d).mkdir(parents=True, exist_ok=True)
+    hosts = state / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    defaults: dict = dict(root=str(state / "rootfs"), layers=[str(layer)], upper=str(state / "upper"),
+                          work=str(state / "work"), copy_dir=str(state / "rootfs-copy"),
+                          etc_files={"/etc/hosts": str(hosts)})
+    defaults.update(kw)
+    return RootfsPlan(**defaults)
+
+
+def test_mount_rootfs_sequence(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    plan = plan_for(tmp_path, mounts=[Mount(str(data), "/data", read_only=True)])
+    sys = FakeSyscalls()
+    rootfs.mount_rootfs(sys, plan)
+    mounts = sys.find("mount")
+    assert mounts[0] == (None, "/", None, MS_REC | MS_PRIVATE, None)  # private before anything
+    _src, target, fstype, _, opts = mounts[1]
+    assert (fstype, target) == ("overlay", plan.root)
+    assert opts == f"lowerdir={plan.layers[0]},upperdir={plan.upper},workdir={plan.work}"
+    by_target = {m[1][len(plan.root):]: m for m in mounts[2:]}
+    assert by_target["/proc"][2] == "proc"
+    assert by_target["/sys"][3] & MS_RDONLY
+    assert by_target["/dev"][2] == "tmpfs"
+    assert "newinstance" in by_target["/dev/pts"][4]
+    assert by_target["/dev/shm"][2] == "tmpfs" and by_target["/dev/mqueue"][2] == "mqueue"
+    for dev in ("null", "zero", "full", "random", "urandom", "tty"):
+        assert by_target[f"/dev/{dev}"][0] == f"/dev/{dev}"
+    assert by_target["/etc/hosts"][0] == plan.etc_files["/etc/hosts"]
+    data_mounts = [m for m in mounts if m[1] == plan.root + "/data"]
+    assert data_mounts[0][3] == MS_BIND | MS_REC
+    assert data_mounts[1][3] & (MS_REMOUNT | MS_RDONLY) == MS_REMOUNT | MS_RDONLY
+    assert os.readlink(Path(plan.root) / "dev/ptmx") == "pts/ptmx"
+    assert os.readlink(Path(plan.root) / "dev/fd") == "/proc/self/fd"
+
+
+def test_mount_target_symlink_cannot_reach_the_host(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, mounts=[Mount(str(tmp_path), "/evil/x")])
+    os.symlink("/", Path(plan.root) / "evil")
+    sys = FakeSyscalls()
+    rootfs.mount_rootfs(sys, plan)
+    targets = [m[1] for m in sys.find("mount")]
+    assert plan.root + "/x" in targets
+    assert "/x" not in targets
+
+
+def test_missing_bind_source_is_reported(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, mounts=[Mount("/no/such/dir", "/data")])
+    with pytest.raises(OSError, match="/no/such/dir"):
+        rootfs.mount_rootfs(FakeSyscalls(), plan)
+
+
+def test_overlay_failure_falls_back_to_a_copy(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path)
+    (Path(plan.layers[0]) / "bin/sh").write_text("sh")
+    sys = FakeSyscalls(fail={"mount:overlay": OSError(errno.EINVAL, "overlay on overlay")})
+    rootfs.mount_rootfs(sys, plan)
+    assert (Path(plan.copy_dir) / "bin/sh").read_text() == "sh"
+    assert sys.find("mount")[2] == (plan.copy_dir, plan.root, None, MS_BIND | MS_REC, None)
+
+
+def test_long_layer_lists_mount_with_relative_paths(tmp_path: Path) -> None:
+    layers = []
+    for i in range(90):
+        d = tmp_path / "layers" / f"{'x' * 30}{i}"
+        d.mkdir(parents=True)
+        layers.append(str(d))
+    plan = plan_for(tmp_path, layers=layers)
+    sys = FakeSyscalls()
+    rootfs.mount_overlay(sys, plan)
+    _, _, _, _, data = sys.find("mount")[0]
+    assert len(data) < 4096 and str(tmp_path) not in data
+    assert [c[0] for c in sys.calls] == ["chdir", "mount", "chdir"]
+
+
+def test_pivot_detaches_the_old_root(tmp_path: Path) -> None:
+    sys = FakeSyscalls()
+    rootfs.pivot(sys, "/new", read_only=True)
+    assert sys.calls == [("chdir", ("/new",)), ("pivot_root", (".", ".")), ("umount2", (".", MNT_DETACH)),
+                         ("chdir", ("/",)), ("mount", (None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY, None))]
+
+
+def test_init_setup_order_and_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    procs = [tmp_path / "cg1.procs", tmp_path / "cg2.procs"]
+    for p in procs:
+        p.touch()
+    spec = ContainerSpec(id="c1", args=["sh", "-c", "true"], rootfs_layers=[str(tmp_path / "layer")],
+                         hostname="box", user=User(uid=1000, gid=1000), rlimits=[Rlimit("nofile", 64, 64)],
+                         env={"A": "1"})
+    state = tmp_path / "state"
+    for d in ("rootfs", "upper", "work"):
+        (state / d).mkdir(parents=True)
+    (tmp_path / "layer/bin").mkdir(parents=True)
+    plan, _caps = launch.build(spec, str(state), "timonel/c1", [str(p) for p in procs])
+    cfg = launch.init_config_from_dict(plan["init"])
+    sys = FakeSyscalls()
+    # after pivot_root the fake is still on the host: resolve the binary in the rootfs
+    monkeypatch.setattr(init_, "find_executable", lambda name, path: "/bin/sh")
+    exe, env = init_.setup(sys, cfg)
+    assert [p.read_text() for p in procs] == ["0", "0"]  # joined before CLONE_NEWCGROUP
+    (flags,) = sys.find("unshare")[0]
+    assert flags == CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    names = sys.names()
+    assert names.index("set_pdeathsig") < names.index("unshare") < names.index("sethostname")
+    assert names.index("loopback_up") < names.index("pivot_root") < names.index("setrlimit")
+    assert sys.find("sethostname") == [("box",)]
+    assert env["A"] == "1" and env["HOSTNAME"] == "box" and "PATH" in env
+    with pytest.raises(ExecCalled) as done:
+        init_.finish(sys, cfg, exe, env)
+    assert done.value.argv == ["sh", "-c", "true"]
+    assert sys.uid == 1000 and sys.no_new_privs
+    assert sys.names()[-2:] == ["seccomp_load", "execve"] or "seccomp_load" not in sys.names()
+
+
+def test_joined_namespaces_are_not_recreated(tmp_path: Path) -> None:
+    spec = ContainerSpec(id="c1", args=["true"], rootfs_layers=["/l"], hostname="pod",
+                         namespaces={"net": "/ns/net", "ipc": "/ns/ipc", "uts": "/ns/uts"})
+    (tmp_path / "s").mkdir()
+    plan, _ = launch.build(spec, str(tmp_path / "s"), "x", [])
+    assert plan["join"] == {"net": "/ns/net", "ipc": "/ns/ipc", "uts": "/ns/uts"}
+    assert plan["init"]["new_namespaces"] == []  # so no sethostname: the pod's UTS is shared
+    assert (tmp_path / "s/hostname").read_text() == "pod\n"
+    assert "127.0.1.1\tpod" in (tmp_path / "s/hosts").read_text()
+
+
+def test_find_executable_explains_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    tool = tmp_path / "bin/tool"
+    tool.write_text("")
+    os.chmod(tool, 0o755)
+    assert init_.find_executable("tool", f"/nope:{tmp_path}/bin") == str(tool)
+    with pytest.raises(init_.InitError, match="executable file not found: nope in PATH="):
+        init_.find_executable("nope", str(tmp_path / "bin"))
