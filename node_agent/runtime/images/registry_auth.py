@@ -37,9 +37,11 @@ class Credentials:
     def from_auth(cls, auth: str) -> Credentials:
         """From a docker config `auth` field: base64 of `user:password`."""
         try:
-            user, _, pw = base64.b64decode(auth).decode().partition(":")
+            user, sep, pw = base64.b64decode(auth, validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
-            raise RegistryError("registry auth is not base64 of 'user:password'") from None
+            sep = ""
+        if not sep:
+            raise RegistryError("registry auth is not base64 of 'user:password'; check the credentials")
         return cls(user, pw)
 
     def basic(self) -> str | None:
