@@ -24,7 +24,7 @@ from timonel.api.server import codec, discovery, openapi, rest, subresources
 from timonel.api.server import watch as watch_mod
 from timonel.api.server.context import Server
 from timonel.api.server.metrics import Metrics, render
-from timonel.api.server.objects import Objects
+from timonel.api.server.objects import Objects, prefix_of
 from timonel.api.server.routing import RequestInfo, resolve
 from timonel.api.storage.etcd import Store
 from timonel.api.storage.watch_cache import WatchCaches
@@ -255,6 +255,10 @@ def make_app(config: ServerConfig) -> web.Application:
     async def on_startup(app: web.Application) -> None:
         await store.connect()
         await ensure_system_namespaces(server)
+        # Every resource's watch cache starts now, as upstream's do: a client
+        # that lists and then watches from the list's revision must find that
+        # revision inside the cache's window, not before the cache existed.
+        await asyncio.gather(*(caches.get(prefix_of(r)) for r in resources.RESOURCES))
 
     async def on_cleanup(app: web.Application) -> None:
         await caches.stop()

@@ -27,6 +27,12 @@ async def read_body(request: web.Request) -> bytes:
     return body
 
 
+def content_type(request: web.Request) -> str:
+    """The request's media type, "" when the client sent none (aiohttp would
+    say application/octet-stream; the Python client sends none for JSON)."""
+    return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
 def parse_object(body: bytes, content_type: str) -> dict[str, Any]:
     """A JSON (or YAML) object from a request body; 400 with the position if malformed.
 

@@ -209,7 +209,8 @@ class Objects:
             rev = await self.store.create(key, encode(obj))
         except CasFailed:
             raise already_exists(rtype.plural, md["name"], rtype.group) from None
-        md["resourceVersion"] = str(rev)
+        # Not `md`: admission (managedFields) may have replaced obj["metadata"].
+        obj["metadata"]["resourceVersion"] = str(rev)
         return obj
 
     # -- update ------------------------------------------------------------------

@@ -156,7 +156,7 @@ async def create(server: Server, request: web.Request, info: RequestInfo) -> web
         raise bad_request("the namespace of the object must be given in the URL "
                           "(/namespaces/<ns>/...)")
     body = await codec.read_body(request)
-    obj = prepare_body(codec.parse_object(body, request.content_type if request.body_exists else ""), info)
+    obj = prepare_body(codec.parse_object(body, codec.content_type(request)), info)
     warnings: list[str] = []
     check = check_for(server, request, info, "CREATE", warnings)
     manager = request.query.get("fieldManager", "")
@@ -180,7 +180,7 @@ def _with_fields(check: Check, manager: str, info: RequestInfo) -> Check:
 
 async def update(server: Server, request: web.Request, info: RequestInfo) -> web.Response:
     body = await codec.read_body(request)
-    new = prepare_body(codec.parse_object(body, request.content_type if request.body_exists else ""), info)
+    new = prepare_body(codec.parse_object(body, codec.content_type(request)), info)
     if meta.name_of(new) and meta.name_of(new) != info.name:
         raise bad_request(f"the name of the object ({meta.name_of(new)}) does not match the name "
                           f"on the URL ({info.name})")
@@ -207,7 +207,7 @@ PATCH_TYPES = (
 async def patch(server: Server, request: web.Request, info: RequestInfo) -> web.Response:
     from timonel.api.patch import apply_patch
 
-    ctype = request.content_type
+    ctype = codec.content_type(request)
     if ctype not in PATCH_TYPES:
         raise ApiError(415, f'the body of the request was in an unknown format - accepted media '
                        f'types include: {", ".join(PATCH_TYPES)}', "UnsupportedMediaType")
@@ -287,7 +287,7 @@ async def _delete_options(request: web.Request) -> dict[str, Any]:
     options: dict[str, Any] = {}
     body = await codec.read_body(request) if request.body_exists else b""
     if body.strip():
-        options = codec.parse_object(body, request.content_type)
+        options = codec.parse_object(body, codec.content_type(request))
     q = request.query
     if "gracePeriodSeconds" in q:
         options["gracePeriodSeconds"] = codec.query_int(request, "gracePeriodSeconds")

@@ -49,7 +49,7 @@ async def scale(server: Server, request: web.Request, info: RequestInfo) -> web.
         raise ApiError(405, f"{info.verb} is not supported on the scale subresource",
                        "MethodNotAllowed")
     body = await codec.read_body(request)
-    ctype = request.content_type if request.body_exists else ""
+    ctype = codec.content_type(request)
     if info.verb == "patch" and ctype not in rest.PATCH_TYPES:
         raise ApiError(415, f"unsupported patch type {ctype!r}", "UnsupportedMediaType")
 
@@ -89,7 +89,7 @@ async def binding(server: Server, request: web.Request, info: RequestInfo) -> we
     """POST pods/X/binding: the scheduler's way to set spec.nodeName, once."""
     if info.verb != "create":
         raise ApiError(405, "binding only supports create (POST)", "MethodNotAllowed")
-    body = codec.parse_object(await codec.read_body(request), request.content_type)
+    body = codec.parse_object(await codec.read_body(request), codec.content_type(request))
     target = body.get("target") or {}
     node = target.get("name") if isinstance(target, dict) else None
     if not node or not isinstance(node, str):
@@ -130,7 +130,7 @@ async def eviction(server: Server, request: web.Request, info: RequestInfo) -> w
     """POST pods/X/eviction: a polite delete (PodDisruptionBudgets come later)."""
     if info.verb != "create":
         raise ApiError(405, "eviction only supports create (POST)", "MethodNotAllowed")
-    body = codec.parse_object(await codec.read_body(request), request.content_type)
+    body = codec.parse_object(await codec.read_body(request), codec.content_type(request))
     options: dict[str, Any] = body.get("deleteOptions") or {}
     if not isinstance(options, dict):
         raise bad_request("deleteOptions must be an object")
@@ -144,7 +144,7 @@ async def finalize(server: Server, request: web.Request, info: RequestInfo) -> w
     """PUT namespaces/X/finalize: the namespace controller drops spec.finalizers."""
     if info.verb != "update":
         raise ApiError(405, "finalize only supports update (PUT)", "MethodNotAllowed")
-    body = codec.parse_object(await codec.read_body(request), request.content_type)
+    body = codec.parse_object(await codec.read_body(request), codec.content_type(request))
     finalizers = (body.get("spec") or {}).get("finalizers") or []
 
     def mutate(ns: Obj) -> Obj:

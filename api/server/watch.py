@@ -76,7 +76,12 @@ async def watch(server: Server, request: web.Request, info: RequestInfo) -> web.
         from_rev = int(rv)
         await cache.wait_fresh(from_rev)
     # No await between the snapshot and registering: no event can slip between.
-    watcher, replay = cache.watch(from_rev, match)
+    try:
+        watcher, replay = cache.watch(from_rev, match)
+    except ApiError as e:
+        # As upstream's watch cache: once the request is accepted, even a
+        # too-old resourceVersion is reported inside the stream (200 + ERROR).
+        return await _error_stream(request, e)
 
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                    "Cache-Control": "no-cache, private"})
@@ -150,4 +155,13 @@ async def watch(server: Server, request: web.Request, info: RequestInfo) -> web.
         watcher.close()
         if metrics is not None:
             metrics.watch_ended(rtype.plural)
+    return resp
+
+
+async def _error_stream(request: web.Request, err: ApiError) -> web.StreamResponse:
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    await resp.write(codec.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+    await resp.write_eof()
     return resp

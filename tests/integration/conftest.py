@@ -52,6 +52,8 @@ class ApiServer:
 
     def session(self, token: str | None = None) -> requests.Session:
         s = requests.Session()
+        # REQUESTS_CA_BUNDLE in the environment would override `verify`.
+        s.trust_env = False
         s.verify = self.ca_file
         s.headers["Authorization"] = f"Bearer {token or self.token}"
         return s

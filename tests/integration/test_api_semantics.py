@@ -231,7 +231,7 @@ def test_restart_keeps_every_object() -> None:
         server.stop()
         server = start_server(os.path.join(d, "state"))
         http = server.session()
-        after = http.get(base).json()
+        after = http.get(f"{server.url}/api/v1/namespaces/default/configmaps").json()
         assert [i["metadata"] for i in after["items"]] == [i["metadata"] for i in before["items"]]
         # The admin credentials stayed the same.
         assert http.get(f"{server.url}/api/v1/namespaces/default").status_code == 200

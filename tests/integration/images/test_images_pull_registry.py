@@ -7,6 +7,7 @@ own push helper. Also: manifest lists, tampered blobs, and blob redirects
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from timonel.node_agent.runtime.images.push import push_blob, push_manifest
 from timonel.node_agent.runtime.images.refs import normalize, sha256_digest
 from timonel.node_agent.runtime.images.registry import RegistryClient, pull_image
 from timonel.node_agent.runtime.images.registry_auth import Credentials
+from timonel.node_agent.runtime.images.service import ImageService
 from timonel.node_agent.runtime.images.store import ImageStore
 
 from .conftest import LocalRegistry, needs_busybox, needs_registry
@@ -208,3 +210,16 @@ async def test_token_flow_and_blob_redirects_to_another_origin(fake_registry: Fa
     assert len(fake_registry.token_requests) == 1  # cached for the blob requests
     assert fake_registry.token_requests[0]["scope"] == ["repository:team/busybox:pull"]
     assert json.loads(store.blobs.read(rec.config_digest))["config"]["Cmd"] == ["sh"]
+
+
+async def test_concurrent_pulls_share_one_download(fake_registry: FakeRegistry, tmp_path: Path) -> None:
+    host = fake_registry.url.removeprefix("http://")
+    svc = ImageService(tmp_path / "svc", unpack="never")
+    try:
+        creds = Credentials("bob", "hunter2")
+        recs = await asyncio.gather(*(svc.pull_image(f"{host}/team/busybox:1", creds) for _ in range(3)))
+        assert {r.id for r in recs} == {fake_registry.image.config_digest}
+        assert len(fake_registry.blob_auth_headers) == 2  # config + one layer, fetched once
+        assert [r.id for r in svc.list_images()] == [recs[0].id]
+    finally:
+        await svc.close()
