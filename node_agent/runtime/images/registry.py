@@ -160,6 +160,10 @@ class RegistryClient:
                 return resp
             challenge_hdr = resp.headers.get("WWW-Authenticate", "")
             resp.release()
+            if key in self._auth:
+                # The credential we sent was refused (expired or revoked): fetch anew.
+                del self._auth[key]
+                self._tokens.clear()
             self._auth[key] = await self._answer(ref.domain, challenge_hdr, scope)
         raise AssertionError("unreachable")
 

@@ -98,6 +98,9 @@ class TokenCache:
             return None
         return tok.value
 
+    def clear(self) -> None:
+        self._tokens.clear()
+
     def put(self, key: tuple[str, str, str], value: str, expires_in: float) -> None:
         # Upstream default lifetime is 60 s; keep a margin for slow requests.
         self._tokens[key] = _Token(value, time.monotonic() + max(expires_in - 10, 5))
