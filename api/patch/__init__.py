@@ -117,6 +117,22 @@ _ApplyLoader.yaml_implicit_resolvers = {
 }
 
 
+def _construct_map(loader: Any, node: Any) -> Any:
+    """A mapping with string keys, as JSON needs: `1: a` and `true: b` must not collide."""
+    data: dict[str, Any] = {}
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, dict | list):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a string or a number", key_node.start_mark)
+        data[_key_text(key)] = loader.construct_object(value_node, deep=True)
+
+
+_ApplyLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
 def parse_apply_body(body: bytes) -> dict[str, Any]:
     """An apply patch body (YAML or JSON) as an object; 400 with the position if malformed."""
     if not body.strip():
@@ -136,7 +152,7 @@ def parse_apply_body(body: bytes) -> dict[str, Any]:
 
 def _parse_yaml(body: bytes) -> Any:
     try:
-        return _string_keys(yaml.load(body, Loader=_ApplyLoader))
+        return yaml.load(body, Loader=_ApplyLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -144,15 +160,6 @@ def _parse_yaml(body: bytes) -> Any:
                        "BadRequest") from None
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
         raise ApiError(400, f"error decoding YAML: {e}", "BadRequest") from None
-
-
-def _string_keys(value: Any) -> Any:
-    """JSON objects have string keys; YAML may not (`1: a`, `true: b`)."""
-    if isinstance(value, dict):
-        return {_key_text(k): _string_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_string_keys(v) for v in value]
-    return value
 
 
 def _key_text(key: Any) -> str:

@@ -350,8 +350,12 @@ def remove_paths(obj: dict[str, Any], paths: Iterable[Path], shape: Shape) -> No
     Objects left empty by a removal are removed too, up to (not including) the
     top level and list items.
     """
-    for path in sorted(paths, key=len, reverse=True):
-        _remove(obj, path, shape, ())
+    doomed = set(paths)
+    # Removing an item or object removes what is inside; the inner paths could
+    # no longer find it (an item without its key fields has no key).
+    for path in doomed:
+        if not any(path[:i] in doomed for i in range(1, len(path))):
+            _remove(obj, path, shape, ())
 
 
 def _remove(node: Any, path: Path, shape: Shape, done: Path) -> bool:

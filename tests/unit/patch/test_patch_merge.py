@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from timonel.api.patch import merge_patch
 from timonel.api.patch.jsonvalue import json_equal
 

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from timonel.api.errors import ApiError
 from timonel.api.patch import strategic_merge_patch
 
