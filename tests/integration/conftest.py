@@ -8,6 +8,7 @@ restart the server on the same data).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def http(api_server: ApiServer) -> requests.Session:
 @pytest.fixture
 def namespace(http: requests.Session, api_server: ApiServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, so tests never see each other's objects."""
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower())[:40].strip("-")
     name = f"t-{base}-{os.urandom(3).hex()}"
     r = http.post(f"{api_server.url}/api/v1/namespaces",
                   json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
