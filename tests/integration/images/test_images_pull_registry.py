@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from timonel.node_agent.runtime.images.builder import BuiltImage, make_config
+from timonel.node_agent.runtime.images.builder import BuiltImage, make_config, write_oci_layout
 from timonel.node_agent.runtime.images.errors import DigestMismatchError, ImageNotFoundError
 from timonel.node_agent.runtime.images.manifests import (
+    DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_MANIFEST,
     Platform,
@@ -223,3 +226,22 @@ async def test_concurrent_pulls_share_one_download(fake_registry: FakeRegistry, 
         assert [r.id for r in svc.list_images()] == [recs[0].id]
     finally:
         await svc.close()
+
+
+@pytest.mark.skipif(not shutil.which("skopeo"), reason="skopeo missing: apt-get install skopeo (deploy/install.sh does)")
+async def test_pull_docker_schema2_pushed_by_skopeo(registry: LocalRegistry, busybox_built: BuiltImage,
+                                                    tmp_path: Path) -> None:
+    target = f"{registry.host}/skopeo/busybox:v2s2"
+    one = BuiltImage(busybox_built.layers, busybox_built.config, ["busybox:latest"])
+    src = write_oci_layout([one], tmp_path / "oci")
+    proc = await asyncio.create_subprocess_exec(
+        "skopeo", "copy", "-q", "--format", "v2s2", "--dest-tls-verify=false",
+        f"oci:{src}:latest", f"docker://{target}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "HOME": str(tmp_path)})
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    store = ImageStore(tmp_path / "store", unpack="never")
+    rec = await pull_image(store, target)
+    assert rec.manifest_media_type == DOCKER_MANIFEST
+    assert rec.id == busybox_built.config_digest  # same config, re-described in Docker media types
+    assert store.resolve(target).layers[0].media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip"
