@@ -1,0 +1,75 @@
+"""Small pyroute2 helpers shared by the bridge, pod and route code."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+Msg = Any  # pyroute2's message classes carry no usable type information
+
+
+@contextlib.contextmanager
+def iproute() -> Iterator[Any]:
+    """An rtnetlink handle bound to the calling thread's network namespace."""
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def get_link(ipr: Any, name: str) -> Msg | None:
+    try:
+        return ipr.link("get", ifname=name)[0]
+    except NetlinkError as e:
+        if e.code in (errno.ENODEV, errno.ENOENT):
+            return None
+        raise
+
+
+def link_kind(link: Msg) -> str | None:
+    kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+    return str(kind) if kind is not None else None
+
+
+def ipv4_addrs(ipr: Any, index: int) -> list[tuple[str, int]]:
+    return [
+        (a.get("IFA_ADDRESS"), a["prefixlen"])
+        for a in ipr.addr("dump", index=index, family=socket.AF_INET)
+    ]
+
+
+def set_ipv4_addr(ipr: Any, index: int, address: str, prefix: int) -> None:
+    """Make ``address/prefix`` the interface's only IPv4 address."""
+    have = ipv4_addrs(ipr, index)
+    for a, p in have:
+        if (a, p) != (address, prefix):
+            try:
+                ipr.addr("del", index=index, address=a, prefixlen=p)
+            except NetlinkError as e:
+                if e.code != errno.EADDRNOTAVAIL:  # removed concurrently
+                    raise
+    if (address, prefix) not in have:
+        try:
+            ipr.addr("add", index=index, address=address, prefixlen=prefix)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:  # added concurrently
+                raise
+
+
+def default_route_mtu(ipr: Any) -> int | None:
+    for r in ipr.route("dump", family=socket.AF_INET, table=254):
+        if r["dst_len"] == 0 and r.get("RTA_OIF"):
+            link = ipr.link("get", index=r.get("RTA_OIF"))[0]
+            return int(link.get("IFLA_MTU"))
+    return None
+
+
+def ignore_missing(e: NetlinkError) -> bool:
+    return e.code in (errno.ENODEV, errno.ENOENT, errno.ESRCH)
