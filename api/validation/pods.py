@@ -246,9 +246,8 @@ def _volumes_errors(volumes: Any, path: str) -> tuple[set[str], list[f.Cause]]:
     for i, vol in enumerate(f.lst(volumes)):
         vol, p = f.d(vol), f.index(path, i)
         errs: list[f.Cause] = []
+        # No source at all is defaulted to emptyDir upstream before validation.
         sources = [k for k, v in vol.items() if k != "name" and v is not None]
-        if not sources:
-            errs.append(f.required(p, "must specify a volume type"))
         for extra in sources[1:]:
             errs.append(f.forbidden(f.child(p, extra), "may not specify more than 1 volume type"))
         for src in sources[:1]:
