@@ -505,11 +505,15 @@ class _Extractor:
     def finish_dirs(self) -> None:
         # Directory metadata last: entries written into a dir would bump its
         # mtime, and a read-only mode must not stop later writes as non-root.
-        for d in reversed(self.dirs):
+        # Deepest first, so a restrictive parent mode never blocks reaching a child.
+        for d in sorted(self.dirs, key=lambda x: -len(x.comps)):  # stable: a later entry wins
             try:
                 fd = self.root.open_dir(d.comps, create=False, follow=False)
             except (FileNotFoundError, NotADirectoryError):
                 continue  # replaced by a later entry
+            except PermissionError:
+                log.warning("layer=%s dir=%s metadata skipped: no access", self.where, "/".join(d.comps))
+                continue
             try:
                 self._meta_fd(fd, d.member)
             finally:

@@ -265,3 +265,11 @@ def test_zstd_layers_or_a_clear_error(tmp_path: Path) -> None:
     st = unpack_layer(str(zp), str(layer), mode="copy", expected_diff_id=blob.diff_id, same_owner=False)
     assert (layer / "z/f").read_bytes() == b"zstd!" and st.diff_id == blob.diff_id
     assert gzip  # keep import used for clarity of supported kinds
+
+
+def test_a_later_dir_entry_wins(tmp_path: Path) -> None:
+    layer = tmp_path / "l"
+    layer.mkdir()
+    unpack([tar_entry("d", "dir", mode=0o700), tar_entry("d/f", data=b"1"), tar_entry("d", "dir", mode=0o750)],
+           layer, "copy", tmp_path)
+    assert stat.S_IMODE((layer / "d").stat().st_mode) == 0o750
