@@ -2,8 +2,9 @@
 
 `kubernetes_validate.validate()` re-reads its schema files on every call (about
 10 ms a Pod); here one `Draft202012Validator` per (group, version, kind) is
-built on first use over a `referencing` registry holding the strict
-`_definitions.json` once, and reused (about 0.3 ms a Pod).
+built on first use from the strict `_definitions.json` (loaded once, with a
+`referencing` registry holding it for recursive references), and reused
+(about 0.35 ms a typical Pod).
 
 What the schema finds is sorted the way kube-apiserver would report it:
 - fields the schema does not know (`additionalProperties: false`) are
@@ -141,16 +142,49 @@ def _format_checker() -> jsonschema.FormatChecker:
     return checker
 
 
+_INLINED: dict[str, Any] = {}
+
+
+def _inline(node: Any, stack: frozenset[str]) -> Any:
+    """The schema with `$ref`s replaced by the (shared) definitions they name.
+
+    Following a `$ref` through the registry on every validation is a third of
+    the cost; inlined, a Pod validates in about 0.35 ms instead of 0.6 ms. A
+    recursive reference stays a `$ref`, made absolute so the registry resolves it.
+    """
+    if isinstance(node, list):
+        return [_inline(x, stack) for x in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = ref.rsplit("/", 1)[-1]
+        if name in stack:
+            return {"$ref": f"{_definitions()['$id']}#/$defs/{name}"}
+        if name not in _INLINED:
+            _INLINED[name] = _inline(_definitions()["$defs"].get(name, {}), stack | {name})
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        return {**_INLINED[name], **rest} if rest else _INLINED[name]
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        if k == "properties" and isinstance(v, dict):
+            out[k] = {prop: _inline(sub, stack) for prop, sub in v.items()}
+        elif k in ("required", "enum"):
+            out[k] = v
+        else:
+            out[k] = _inline(v, stack)
+    return out
+
+
 @functools.cache
 def validator(group: str, version: str, kind: str) -> jsonschema.Draft202012Validator | None:
     """The compiled validator for a kind, or None if upstream has no schema for it."""
     name = schemas.definition_name(group, version, kind)
     if name is None:
         return None
-    doc = _definitions()
     log.debug("msg=compiling_schema gvk=%s/%s/%s definition=%s", group, version, kind, name)
     return jsonschema.Draft202012Validator(
-        {"$ref": f"{doc['$id']}#/$defs/{name}"}, registry=_registry(),
+        _inline({"$ref": f"#/$defs/{name}"}, frozenset()), registry=_registry(),
         format_checker=_format_checker())
 
 
