@@ -9,18 +9,18 @@ legacy `<id>/layer.tar` names carry no digest).
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
 import json
 import logging
 import os
 import re
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .compression import Decompressed, HashingReader, sniff_compression
 from .errors import DigestMismatchError, ImageError, InvalidImageError
 from .manifests import (
     INDEX_TYPES,
@@ -44,7 +44,6 @@ from .manifests import (
 )
 from .refs import Reference, normalize
 from .store import ImageRecord, ImageStore, Lease
-from .unpack import sniff_compression
 
 log = logging.getLogger(__name__)
 
@@ -270,16 +269,19 @@ def _import_oci_entry(store: ImageStore, src: _Source, cand: _Candidate, want: P
 # ---- docker save ------------------------------------------------------------
 
 
-def _hash_uncompressed(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as raw:
-        kind = sniff_compression(str(path))
-        f: Any = gzip.GzipFile(fileobj=raw) if kind == "gzip" else raw
-        if kind == "zstd":
-            return ""  # verified when unpacked (diff_id check) instead
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+def _hash_uncompressed(path: Path, where: str) -> str:
+    """diff_id of a compressed layer blob (docker archives may hold gzip or zstd layers)."""
+    with open(path, "rb") as f:
+        dec = Decompressed(HashingReader(f), sniff_compression(str(path)), where)
+        try:
+            out = HashingReader(dec.stream)
+            out.drain()
+            dec.finish(where)
+        except (OSError, EOFError, zlib.error) as e:
+            raise InvalidImageError(f"{where}: cannot decompress the layer ({e}); the archive is corrupt") from None
+        finally:
+            dec.close()
+    return out.digest
 
 
 def _expected_from_name(name: str) -> str | None:
@@ -355,8 +357,8 @@ def _import_docker_item(store: ImageStore, src: _Source, item: dict[str, Any], n
             lease.add(digest)
             blob = store.blobs.path(digest)
             kind = sniff_compression(str(blob))
-            diff_id = digest if kind == "none" else _hash_uncompressed(blob)
-            if diff_id and diff_id != config.diff_ids[i]:
+            diff_id = digest if kind == "none" else _hash_uncompressed(blob, lw)
+            if diff_id != config.diff_ids[i]:
                 raise DigestMismatchError(
                     f"{lw}: layer content hashes to {diff_id} but {cfg_name} says {config.diff_ids[i]}; "
                     "the archive is corrupt or was tampered with"

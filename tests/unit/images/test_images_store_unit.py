@@ -224,3 +224,22 @@ def test_unknown_source_is_a_clear_error(store: ImageStore, tmp_path: Path) -> N
     with pytest.raises(InvalidImageError, match="not a directory or a readable tar"):
         import_image(store, tmp_path / "file")
     shutil.rmtree(tmp_path / "junk")
+
+
+def test_docker_archive_with_gzip_layers(store: ImageStore, tmp_path: Path) -> None:
+    import gzip
+
+    from timonel.node_agent.runtime.images.builder import docker_archive_files
+
+    img = image(["app"], b"1")
+    files = docker_archive_files([img])
+    for name in [n for n in files if n.endswith("layer.tar")]:
+        files[name] = gzip.compress(files[name], mtime=0)
+    (rec,) = import_image(store, write_dir(files, tmp_path / "gz"))
+    assert rec.id == img.config_digest
+    assert [x.media_type for x in rec.layers] == ["application/vnd.oci.image.layer.v1.tar+gzip"] * 2
+    top = next(n for n in files if n.endswith("layer.tar") and gzip.decompress(files[n]).find(b"app/data") >= 0)
+    files[top] = gzip.compress(gzip.decompress(files[top]).replace(b"app/data", b"app/evil"), mtime=0)
+    store2 = ImageStore(tmp_path / "s2", unpack="never")
+    with pytest.raises(DigestMismatchError, match="tampered"):
+        import_image(store2, write_dir(files, tmp_path / "gz-bad"))
