@@ -247,13 +247,19 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
         return {**new, "metadata": {k: v for k, v in md.items() if k != "managedFields"}}
     old_entries = _managed_fields(old)
     base = sent if isinstance(sent, list) and sent and sent != old_entries else old_entries
-    managers = decode_managers(base)
 
     shape = root_shape(definition_for(new, api_version))
     cmp = compare(_without_managed_fields(old) if old is not None else {},
                   _without_managed_fields(new), shape)
     changed = cmp.added | cmp.modified
     owned = changed - STRIPPED
+    if not changed and not cmp.removed and base is old_entries:
+        # Nothing changed hands: keep the stored entries as they are.
+        out_md = {k: v for k, v in md.items() if k != "managedFields"}
+        if old_entries:
+            out_md["managedFields"] = deep_copy(old_entries)
+        return {**new, "metadata": out_md}
+    managers = decode_managers(base)
     for m in managers.values():
         m.fields = m.fields - changed - cmp.removed
     if owned:

@@ -12,6 +12,7 @@ holds an object is represented only by what is below it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable
@@ -55,18 +56,22 @@ def item_pe(shape: Shape, item: Any, index: int, path: Path, strict: bool) -> st
     """
     if shape.list_type == "map":
         if isinstance(item, dict):
-            key: dict[str, Any] = {}
+            key: list[tuple[str, str, Any]] = []
             for name in sorted(shape.keys):
-                if name in item and item[name] is not None:
-                    key[name] = item[name]
+                value = item.get(name)
+                if value is not None:
+                    key.append((name, type(value).__name__, value))
                 elif name in KEY_DEFAULTS:
-                    key[name] = KEY_DEFAULTS[name]
+                    key.append((name, "str", KEY_DEFAULTS[name]))
                 elif strict:
                     raise _bad_item(path, index, "associative list with keys has an element that "
                                     f"omits key field {name!r} (and doesn't have default value)")
                 else:
                     return f"i:{index}"
-            return "k:" + go_json(key)
+            try:
+                return _key_pe(tuple(key))
+            except TypeError:  # an unhashable key value: rare, not worth caching
+                return "k:" + go_json({name: value for name, _, value in key})
         if strict:
             raise _bad_item(path, index, "associative list with keys may not have "
                             f"{type_name(item)} elements")
@@ -77,8 +82,19 @@ def item_pe(shape: Shape, item: Any, index: int, path: Path, strict: bool) -> st
                 raise _bad_item(path, index, "associative list without keys has an element "
                                 f"that's a {type_name(item)}")
             return f"i:{index}"
-        return "v:" + go_json(item)
+        return _value_pe(type(item).__name__, item)
     return f"i:{index}"
+
+
+# Type names are part of the cache keys: `true` and `1` hash alike.
+@functools.lru_cache(maxsize=65536)
+def _key_pe(key: tuple[tuple[str, str, Any], ...]) -> str:
+    return "k:" + go_json({name: value for name, _, value in key})
+
+
+@functools.lru_cache(maxsize=65536)
+def _value_pe(_type: str, value: Any) -> str:
+    return "v:" + go_json(value)
 
 
 def _bad_item(path: Path, index: int, message: str) -> ApiError:
@@ -163,6 +179,9 @@ def _dict_like(value: Any) -> bool:
 
 
 def _compare(lhs: Any, rhs: Any, shape: Shape, path: Path, cmp: Comparison, item: bool) -> None:
+    # Most of an object is unchanged on a write; `==` runs in C.
+    if lhs is rhs or (lhs == rhs and json_equal(lhs, rhs)):
+        return
     both_empty = _empty(lhs) and _empty(rhs)
     if shape.kind == LIST:
         if (shape.list_type != "atomic" and not both_empty
@@ -287,6 +306,7 @@ def _decode(node: dict[str, Any], path: Path, out: FieldSet) -> None:
             out.add(p)
 
 
+@functools.lru_cache(maxsize=65536)
 def canonical_pe(text: str) -> str | None:
     """The one spelling of a path element (keys sorted, compact JSON); None if unknown."""
     kind, sep, rest = text.partition(":")

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from timonel.api.errors import ApiError
 from timonel.api.patch import json_patch
@@ -153,7 +153,8 @@ operations = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(json_values, st.lists(operations, max_size=5) | json_values)
 def test_random_operations_raise_only_api_errors(doc: Any, ops: Any) -> None:
     before = copy.deepcopy(doc)

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from timonel.api.patch import merge_patch
 from timonel.api.patch.jsonvalue import json_equal
@@ -96,14 +96,16 @@ def create_merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, An
     return patch
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(documents, documents)
 def test_merge_of_created_patch_yields_target(x: dict[str, Any], y: dict[str, Any]) -> None:
     patch = create_merge_patch(x, y)
     assert json_equal(merge_patch(x, patch), y)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
 def test_empty_patch_is_identity(x: dict[str, Any]) -> None:
     assert json_equal(merge_patch(x, {}), x)

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from timonel.api.errors import ApiError
 from timonel.api.patch import strategic_merge_patch
@@ -334,7 +334,8 @@ smp_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(smp_values)
 def test_random_patches_raise_only_api_errors(patch: Any) -> None:
     live = pod_with("a=a:1", "b=b:1")
