@@ -164,6 +164,12 @@ def _s(v: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
+def _d(obj: Any, key: str) -> dict[str, Any]:
+    """obj[key] if it is an object, else {}: matching must not fail on odd stored shapes."""
+    v = obj.get(key) if isinstance(obj, dict) else None
+    return v if isinstance(v, dict) else {}
+
+
 def _bool_text(v: Any) -> str:
     return "true" if v is True else "false"
 
@@ -173,12 +179,12 @@ def _int_text(v: Any) -> str:
 
 
 def _pod_fields(obj: dict[str, Any]) -> dict[str, str]:
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
+    spec, status = _d(obj, "spec"), _d(obj, "status")
     pod_ip = _s(status.get("podIP"))
     if not pod_ip:
-        ips = status.get("podIPs") or []
-        pod_ip = _s((ips[0] or {}).get("ip")) if ips else ""
+        ips = status.get("podIPs")
+        first = ips[0] if isinstance(ips, list) and ips else None
+        pod_ip = _s(first.get("ip")) if isinstance(first, dict) else ""
     return {
         "spec.nodeName": _s(spec.get("nodeName")),
         "spec.restartPolicy": _s(spec.get("restartPolicy")),
@@ -192,9 +198,9 @@ def _pod_fields(obj: dict[str, Any]) -> dict[str, str]:
 
 
 def _event_fields(obj: dict[str, Any], new_api: bool) -> dict[str, str]:
-    ref = (obj.get("regarding") if new_api else obj.get("involvedObject")) or {}
+    ref = _d(obj, "regarding" if new_api else "involvedObject")
     controller = _s(obj.get("reportingController" if new_api else "reportingComponent"))
-    source = (obj.get("deprecatedSource" if new_api else "source") or {}).get("component")
+    source = _d(obj, "deprecatedSource" if new_api else "source").get("component")
     fields = {f"involvedObject.{k}": _s(ref.get(k)) for k in (
         "kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")}
     fields.update({
@@ -208,10 +214,9 @@ def _event_fields(obj: dict[str, Any], new_api: bool) -> dict[str, str]:
 
 def selectable_fields(group: str, kind: str, obj: dict[str, Any]) -> dict[str, str]:
     """The field set a kind exposes to field selectors (upstream `GetAttrs`)."""
-    md = obj.get("metadata") or {}
+    md = _d(obj, "metadata")
     fields = {"metadata.name": _s(md.get("name")), "metadata.namespace": _s(md.get("namespace"))}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
+    spec, status = _d(obj, "spec"), _d(obj, "status")
     if (group, kind) == ("", "Pod"):
         fields.update(_pod_fields(obj))
     elif kind == "Event" and group in ("", "events.k8s.io"):

@@ -282,6 +282,14 @@ def parse_label_selector(text: str) -> LabelSelector:
     return LabelSelector(tuple(reqs))
 
 
+def _strings(value: Any, what: str) -> list[str]:
+    # Schema validation keeps these strings; a stored object that is not
+    # still gets a 400 rather than a crash.
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SelectorError(f"{what} must be a list of strings")
+    return value
+
+
 def from_label_selector_dict(sel: dict[str, Any] | None) -> LabelSelector:
     """A `metav1.LabelSelector` (matchLabels/matchExpressions) as a selector.
 
@@ -290,12 +298,19 @@ def from_label_selector_dict(sel: dict[str, Any] | None) -> LabelSelector:
     """
     if sel is None:
         return NOTHING
-    match_labels = sel.get("matchLabels") or {}
-    expressions = sel.get("matchExpressions") or []
-    if not match_labels and not expressions:
-        return EVERYTHING
-    reqs: list[Requirement] = []
     try:
+        if not isinstance(sel, dict):
+            raise SelectorError("a label selector must be an object")
+        match_labels = sel.get("matchLabels") or {}
+        expressions = sel.get("matchExpressions") or []
+        if not isinstance(match_labels, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in match_labels.items()):
+            raise SelectorError("matchLabels must map strings to strings")
+        if not isinstance(expressions, list) or not all(isinstance(e, dict) for e in expressions):
+            raise SelectorError("matchExpressions must be a list of objects")
+        if not match_labels and not expressions:
+            return EVERYTHING
+        reqs: list[Requirement] = []
         for k in sorted(match_labels):
             reqs.append(_new_requirement(k, EQUALS, [match_labels[k]]))
         for expr in expressions:
@@ -304,7 +319,11 @@ def from_label_selector_dict(sel: dict[str, Any] | None) -> LabelSelector:
                   "DoesNotExist": DOES_NOT_EXIST}.get(op_name)
             if op is None:
                 raise SelectorError(f"{go_quote(str(op_name))} is not a valid label selector operator")
-            reqs.append(_new_requirement(expr.get("key", ""), op, list(expr.get("values") or [])))
+            key = expr.get("key", "")
+            if not isinstance(key, str):
+                raise SelectorError("matchExpressions[].key must be a string")
+            values = _strings(expr.get("values") or [], "matchExpressions[].values")
+            reqs.append(_new_requirement(key, op, list(values)))
     except SelectorError as e:
         raise bad_request(str(e)) from None
     reqs.sort(key=lambda r: r.key)

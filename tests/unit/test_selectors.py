@@ -7,6 +7,8 @@ are spelled out once here so a drift in any word fails a test.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -499,3 +501,39 @@ def test_field_index_value() -> None:
     assert s.field_index_value(s.parse_field_selector("status.phase=Running", pod)) is None
     assert s.field_index_value(s.parse_field_selector("metadata.name==", pod)) == (
         "metadata.name", "")
+
+
+@pytest.mark.parametrize("sel", [
+    "app=web", {"matchLabels": ["app"]}, {"matchLabels": {"app": 1}},
+    {"matchExpressions": {"key": "a"}}, {"matchExpressions": [{"key": 1, "operator": "Exists"}]},
+    {"matchExpressions": [{"key": "a", "operator": "In", "values": "ab"}]},
+])
+def test_malformed_label_selector_dicts_are_bad_requests(sel: Any) -> None:
+    with pytest.raises(ApiError) as e:
+        s.from_label_selector_dict(sel)
+    assert e.value.code == 400
+
+
+_SHAPES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=3)),
+    lambda inner: st.one_of(st.lists(inner, max_size=2), st.dictionaries(st.sampled_from([
+        "metadata", "name", "namespace", "spec", "status", "podIP", "podIPs", "ip", "nodeName",
+        "hostNetwork", "involvedObject", "regarding", "source", "deprecatedSource", "component",
+        "type", "replicas", "succeeded", "unschedulable", "phase"]), inner, max_size=4)),
+    max_leaves=15)
+_FIELD_CASES = [("", "Pod", "spec.nodeName=a,status.podIP=,spec.hostNetwork=false"),
+                ("", "Event", "involvedObject.name=a,source=b"),
+                ("events.k8s.io", "Event", "regarding.name=a,source=b"),
+                ("", "Node", "spec.unschedulable=true"), ("batch", "Job", "status.successful=1"),
+                ("apps", "ReplicaSet", "status.replicas=1"), ("", "Service", "spec.type=x"),
+                ("", "Secret", "type=x"), ("", "Namespace", "status.phase=x")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_FIELD_CASES), st.dictionaries(st.sampled_from(
+    ["metadata", "spec", "status", "involvedObject", "regarding", "source", "deprecatedSource",
+     "type"]), _SHAPES, max_size=5))
+def test_field_matching_never_fails_on_odd_shapes(case: tuple[str, str, str],
+                                                  obj: dict[str, Any]) -> None:
+    group, kind, text = case
+    assert s.field_matches(s.parse_field_selector(text, rtype(group, kind)), obj) in (True, False)

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from timonel.api.errors import ApiError
 from timonel.api.resources import RESOURCES, ResourceType, by_kind
 from timonel.api.server.tables import human_duration, to_table
@@ -280,3 +282,46 @@ def test_controller_revision() -> None:
                                                        "2d"]
     del cr["metadata"]["ownerReferences"]
     assert cells("apps", "ControllerRevision", cr)[1] == "<none>"
+
+
+def test_every_column_has_upstreams_description() -> None:
+    # Descriptions are read from the OpenAPI definitions by name; a typo in a
+    # reference would silently leave one empty.
+    for r in RESOURCES:
+        for c in to_table([], r)["columnDefinitions"]:
+            assert c["description"], (r.kind, c["name"])
+            assert c["type"] in ("string", "integer", "boolean", "date"), (r.kind, c["name"])
+
+
+_KEYS = st.sampled_from([
+    "metadata", "spec", "status", "name", "namespace", "labels", "creationTimestamp",
+    "deletionTimestamp", "ownerReferences", "controller", "apiVersion", "kind", "containers",
+    "initContainers", "containerStatuses", "initContainerStatuses", "state", "lastState", "waiting",
+    "terminated", "running", "reason", "exitCode", "signal", "finishedAt", "ready", "started",
+    "restartCount", "restartPolicy", "conditions", "type", "phase", "podIP", "podIPs", "ip",
+    "readinessGates", "conditionType", "replicas", "readyReplicas", "selector", "matchLabels",
+    "matchExpressions", "key", "operator", "values", "template", "jobTemplate", "nodeSelector",
+    "ports", "port", "nodePort", "protocol", "subsets", "addresses", "endpoints", "loadBalancer",
+    "ingress", "externalIPs", "clusterIPs", "involvedObject", "regarding", "series", "count",
+    "lastObservedTime", "eventTime", "source", "hard", "used", "roleRef", "subjects", "data",
+    "startTime", "completionTime", "completions", "parallelism", "succeeded", "active",
+    "minAvailable", "capacity", "accessModes", "volumeName", "holderIdentity", "revision",
+    "podSelector", "unschedulable", "nodeInfo", "suspend", "value", "globalDefault",
+    "kubernetes.io/role", "node-role.kubernetes.io/worker", "binaryData", "secrets", "annotations",
+])
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False),
+                     st.sampled_from(["", "x", "Running", "True", "Always", "In",
+                                      "2024-04-30T11:00:00Z", "not-a-time", "LoadBalancer"]))
+_JSON = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=5)), max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(RESOURCES), st.dictionaries(_KEYS, _JSON, max_size=6))
+def test_any_stored_shape_prints_without_crashing(r: ResourceType, o: dict[str, Any]) -> None:
+    try:
+        table = to_table([o], r, now=NOW)
+    except ApiError:
+        return
+    json.dumps(table)
+    assert len(table["rows"][0]["cells"]) == len(table["columnDefinitions"])

@@ -62,8 +62,8 @@ def node_roles(node: Obj) -> str:
     for k, v in (labels if isinstance(labels, dict) else {}).items():
         if k.startswith(ROLE_LABEL_PREFIX) and k[len(ROLE_LABEL_PREFIX):]:
             roles.add(k[len(ROLE_LABEL_PREFIX):])
-        elif k == ROLE_LABEL and v:
-            roles.add(v)
+        elif k == ROLE_LABEL and text(v):
+            roles.add(text(v))
     return ",".join(sorted(roles)) or "<none>"
 
 

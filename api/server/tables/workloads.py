@@ -161,7 +161,7 @@ def job_cells(obj: Obj, now: datetime) -> list[Any]:
     spec, status = sub(obj, "spec"), sub(obj, "status")
     succeeded = num(status.get("succeeded"))
     completions = spec.get("completions")
-    if isinstance(completions, int):
+    if isinstance(completions, int) and not isinstance(completions, bool):
         done = f"{succeeded}/{completions}"
     elif num(spec.get("parallelism")) > 1:
         done = f"{succeeded}/1 of {num(spec.get('parallelism'))}"
