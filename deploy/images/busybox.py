@@ -10,7 +10,7 @@ digests): an OCI image layout dir, the same layout as a tar, and a legacy
 `docker save` archive. Default names: timonel.local/busybox:latest and
 busybox:latest.
 
-As a script:   python deploy/images/busybox.py --out DIR
+As a script:   .venv/bin/python deploy/images/busybox.py --out DIR
 From tests:    load this file (see tests/integration/images/conftest.py) and
                call build_busybox_image() / write_busybox_image(DIR).
 Needs: `apt-get install busybox-static` (deploy/install.sh does it).

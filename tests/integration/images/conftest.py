@@ -8,24 +8,19 @@ Only loopback is ever contacted.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import socket
-import subprocess
+import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeAlias
 
 import pytest
 from aiohttp import web
@@ -59,6 +54,7 @@ def load_deploy_module(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"timonel_deploy_images_{name}", path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is made
     spec.loader.exec_module(mod)
     return mod
 
@@ -87,68 +83,10 @@ def busybox_files(busybox_module: ModuleType, busybox_built: BuiltImage,
 # ---- local registry ---------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class LocalRegistry:
-    host: str
-    root: Path
-    log: Path
-    proc: subprocess.Popen[bytes]
-    pushed: dict[str, str] = field(default_factory=dict)  # name → manifest digest
-
-    def blob_data(self, digest: str) -> Path:
-        hexpart = digest.split(":", 1)[1]
-        return self.root / "docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart / "data"
-
-
-def start_registry(workdir: Path, auth: dict[str, Any] | None = None) -> LocalRegistry:
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    root = workdir / "storage"
-    config: dict[str, Any] = {
-        "version": 0.1,
-        "log": {"level": "info", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
-        # Never the packaged config: that one listens on every interface.
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }
-    if auth:
-        config["auth"] = auth
-    cfg = workdir / "config.yml"
-    cfg.write_text(json.dumps(config))  # JSON is YAML
-    log = workdir / "registry.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=logf, stderr=subprocess.STDOUT)
-    reg = LocalRegistry(f"127.0.0.1:{port}", root, log, proc)
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"docker-registry exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://{reg.host}/v2/", timeout=5):
-                break
-        except urllib.error.HTTPError:
-            break  # 401 with token auth: it is up
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"docker-registry did not come up in 60 s: {log.read_text()[-2000:]}") from None
-            time.sleep(0.1)
-    return reg
-
-
-def stop_registry(reg: LocalRegistry) -> None:
-    reg.proc.terminate()
-    try:
-        reg.proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        reg.proc.kill()
-        reg.proc.wait()
+_local_registry = load_deploy_module("local_registry")
+start_registry = _local_registry.start_registry
+# deploy/images/local_registry.py:LocalRegistry (deploy/ is not a package mypy can follow)
+LocalRegistry: TypeAlias = Any
 
 
 @pytest.fixture
@@ -159,7 +97,7 @@ def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
     try:
         yield reg
     finally:
-        stop_registry(reg)
+        reg.stop()
 
 
 @pytest.fixture
@@ -271,19 +209,8 @@ def token_registry(token_server: TokenServer, tmp_path: Path) -> Iterator[LocalR
     bundle.write_bytes(token_server.cert_pem)
     auth = {"token": {"realm": token_server.url, "service": token_server.service,
                       "issuer": token_server.issuer, "rootcertbundle": str(bundle)}}
-    reg = start_registry(tmp_path / "token-registry", auth)
+    reg = start_registry(tmp_path / "token-registry", auth=auth)
     try:
         yield reg
     finally:
-        stop_registry(reg)
-
-
-@contextlib.contextmanager
-def outside_tree(base: Path) -> Iterator[Path]:
-    """A directory next to (outside) an unpack target, to check nothing lands there."""
-    d = base / "outside"
-    d.mkdir()
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+        reg.stop()
