@@ -24,7 +24,7 @@ from timonel.api.server import codec, discovery, openapi, rest, subresources
 from timonel.api.server import watch as watch_mod
 from timonel.api.server.context import Server
 from timonel.api.server.metrics import Metrics, render
-from timonel.api.server.objects import Objects, prefix_of
+from timonel.api.server.objects import Objects, key_of, prefix_of
 from timonel.api.server.routing import RequestInfo, resolve
 from timonel.api.storage.etcd import Store
 from timonel.api.storage.watch_cache import WatchCaches
@@ -197,8 +197,14 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
 
 
 async def _get_namespace(server: Server, name: str) -> dict[str, Any] | None:
+    """From the watch cache (no etcd round trip per create), falling back to a
+    live read when the cache may not have seen a just-created namespace yet."""
     rtype = resources.lookup("", "v1", "namespaces")
     assert rtype is not None
+    cache = await server.caches.get(prefix_of(rtype))
+    cached = cache.objects.get(key_of(rtype, "", name))
+    if cached is not None:
+        return cached
     try:
         return await server.objects.get(rtype, "", name)
     except ApiError as e:
