@@ -120,6 +120,7 @@ class Client:
             self._headers["Authorization"] = f"Bearer {config.token}"
         self._ssl: ssl.SSLContext | bool = self._ssl_context(config)
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None,
@@ -142,7 +143,8 @@ class Client:
         return ctx
 
     def session(self) -> aiohttp.ClientSession:
-        # Created on first use: a ClientSession belongs to the running loop.
+        # Created on first use: a ClientSession belongs to the running loop
+        # (so a Client is used from one event loop).
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl,
                                              keepalive_timeout=30)
@@ -152,10 +154,20 @@ class Client:
             )
         return self._session
 
+    def watch_session(self) -> aiohttp.ClientSession:
+        # Every open watch holds its connection for minutes: give watches a
+        # pool of their own without a limit, so many informers can never
+        # starve ordinary requests of connections (nor the other way round).
+        if self._watch_session is None or self._watch_session.closed:
+            self._watch_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl), headers=self._headers)
+        return self._watch_session
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for s in (self._session, self._watch_session):
+            if s is not None:
+                await s.close()
+        self._session = self._watch_session = None
 
     async def __aenter__(self) -> Client:
         return self
@@ -368,7 +380,9 @@ class Client:
         DELETED and BOOKMARK. Ends when the server closes the stream (its
         timeout); raises ApiError for an ERROR event (410 Expired: relist) and
         ApiConnectionError when the connection breaks. Use
-        `watcher.watch_forever` for a watch that resumes by itself."""
+        `watcher.watch_forever` for a watch that resumes by itself. Leaving
+        the loop early: wrap in `contextlib.aclosing` so the connection is
+        closed at once, not when the generator is garbage-collected."""
         rt = resolve(rtype)
         params = query(watch=True, resourceVersion=resource_version,
                        labelSelector=label_selector, fieldSelector=field_selector,
@@ -382,7 +396,7 @@ class Client:
             sock_connect=self.connect_timeout)
         url = self.server + resource_path(rt, namespace)
         try:
-            async with self.session().get(url, params=params, timeout=timeout) as resp:
+            async with self.watch_session().get(url, params=params, timeout=timeout) as resp:
                 if resp.status != 200:
                     raise error_from_body(await resp.read(), resp.status,
                                           resp.headers.get("Retry-After"))

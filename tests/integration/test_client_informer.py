@@ -118,6 +118,24 @@ async def test_label_selector_informer_and_node_index(client: Client, namespace:
         await factory.stop()
 
 
+async def test_resync_redelivers_unchanged_objects(client: Client, namespace: str) -> None:
+    await client.create(CM, cm("still"), namespace=namespace)
+    inf = Informer(client, CM, namespace, resync_period=0.2, backoff=FAST)
+    resyncs: list[str] = []
+
+    def on_update(old: dict[str, Any], new: dict[str, Any]) -> None:
+        if old is new:
+            resyncs.append(new["metadata"]["name"])
+
+    inf.add_handler(on_update=on_update)
+    inf.start()
+    try:
+        await eventually(lambda: len(resyncs) >= 2, what="two resyncs")
+        assert set(resyncs) == {"still"}
+    finally:
+        await inf.stop()
+
+
 def _config(server: ApiServer, url: str) -> ClusterConfig:
     return ClusterConfig(server=url, ca_pem=server.ca_pem, token=server.token)
 
