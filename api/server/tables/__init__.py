@@ -35,10 +35,9 @@ __all__ = ["INCLUDE_OBJECT_VALUES", "human_duration", "printer_for", "to_table"]
 
 def _created_at(obj: Obj, _now: datetime) -> list[Any]:
     created = parse_time(meta(obj).get("creationTimestamp"))
-    # Go's zero time formatted as RFC 3339.
-    stamp = created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else \
-        "0001-01-01T00:00:00Z"
-    return [name(obj), stamp]
+    if created is None:
+        return [name(obj), "0001-01-01T00:00:00Z"]  # Go's zero time in RFC 3339
+    return [name(obj), created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
 
 
 DEFAULT = Printer((NAME, Column("Created At", "date", META + "#creationTimestamp")), _created_at)
