@@ -60,7 +60,8 @@ def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_w: 
         try:
             for i, fd in enumerate(stdio):
                 os.dup2(fd, i)
-            if args.get("tty"):
+            if args.get("tty"):  # a controlling terminal needs a session of our own
+                os.setsid()
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             os.chdir(args.get("cwd") or "/")
             apply_rlimits(sys, cred.rlimits)
@@ -146,7 +147,7 @@ class ExecProcess:
 
     def resize(self, rows: int, cols: int) -> None:
         if self.master is not None:
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            set_winsize(self.master, rows, cols)
 
     def close(self) -> None:
         for fd in (self.stdin, self.stdout, self.stderr, self.master, self._status_r):
@@ -156,6 +157,10 @@ class ExecProcess:
                 except OSError:
                     pass
         self.stdin = self.stdout = self.stderr = self.master = None
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def collect(proc: ExecProcess, timeout: float, limit: int = 16 << 20) -> ExecResult:

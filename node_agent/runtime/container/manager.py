@@ -21,7 +21,7 @@ from ..cgroups import Cgroups
 from ..linux import SyscallsLike
 from . import launch as launch_mod
 from . import seccomp
-from .exec import ExecProcess, ExecResult, collect
+from .exec import ExecProcess, ExecResult, collect, set_winsize
 from .forkserver import ForkServer
 from .spec import ContainerSpec, SpecError
 from .state import (
@@ -279,8 +279,12 @@ class ContainerManager:
 
     # -- exec --
     def exec(self, cid: str, args: builtins.list[str], tty: bool = False, stdin: bool = False,
-             env: dict[str, str] | None = None) -> ExecProcess:
-        """Start `args` in the running container with its user, capabilities and seccomp."""
+             env: dict[str, str] | None = None, tty_size: tuple[int, int] | None = None) -> ExecProcess:
+        """Start `args` in the running container with its user, capabilities and seccomp.
+
+        With `tty`, the process gets a pseudo-terminal (of `tty_size` rows and
+        columns from the start) as its controlling terminal.
+        """
         if not args:
             raise SpecError("exec: the command is empty")
         st = self.status(cid)
@@ -308,6 +312,8 @@ class ContainerManager:
             if tty:
                 master, slave = os.openpty()
                 mine.append(master)
+                if tty_size:
+                    set_winsize(master, *tty_size)
                 theirs += [slave, os.dup(slave), os.dup(slave)]
             else:
                 if stdin:
