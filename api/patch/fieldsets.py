@@ -127,6 +127,8 @@ def _to_set(value: Any, shape: Shape, path: Path, out: FieldSet, strict: bool) -
         item_shape = shape.item()
         for i, item in enumerate(value):
             p = (*path, item_pe(shape, item, i, path, strict))
+            if strict and p in out:
+                raise _bad_item(path, i, f"duplicate entries for key {path_string(p[-1:])}")
             _to_set(item, item_shape, p, out, strict)
             out.add(p)
         return

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from timonel.api.errors import ApiError
 from timonel.api.patch import record_update, server_side_apply
 
@@ -241,6 +243,10 @@ def test_result_shares_nothing_with_the_live_object() -> None:
     ({k: v for k, v in config().items() if k != "kind"}, 400, ["kind must be set"]),
     ({**config(), "spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}}, 422,
      ["omits key field 'name'"]),
+    ({**config(), "spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "a"}]}}}},
+     422, ["duplicate entries for key [name=\"a\"]"]),
+    ({**config(), "metadata": {"name": "web", "finalizers": ["x", None]}}, 422,
+     ["associative list without keys"]),
 ])
 def test_bad_configurations(applied: dict[str, Any], code: int, words: list[str]) -> None:
     live = stored(server_side_apply(None, config(), "kubectl", False, DEPLOYMENT, T0))
@@ -326,3 +332,64 @@ def test_at_most_ten_update_managers() -> None:
     assert "create" not in managers and "writer-00" not in managers
     ancient = entries(obj)["ancient-changes"]["fieldsV1"]["f:data"]
     assert "f:k0" in ancient and "f:k1" in ancient
+
+
+json_leaves = st.none() | st.booleans() | st.integers(-2, 2) | st.sampled_from(["a", "b", ""])
+
+
+def _port_key(port: Any) -> Any:
+    return (port["containerPort"], port.get("protocol", "TCP"))
+
+
+def _name(container: Any) -> Any:
+    return container["name"]
+
+
+_port: dict[str, st.SearchStrategy[Any]] = {"containerPort": st.integers(1, 3)}
+_container_optional: dict[str, st.SearchStrategy[Any]] = {
+    "image": st.sampled_from(["x:1", "x:2"]),
+    "args": st.lists(json_leaves, max_size=2),
+    "ports": st.lists(st.fixed_dictionaries(
+        _port, optional={"protocol": st.sampled_from(["TCP", "UDP"])}),
+        max_size=2, unique_by=_port_key),
+}
+_container: dict[str, st.SearchStrategy[Any]] = {"name": st.sampled_from(["a", "b", "c"])}
+random_containers = st.lists(
+    st.fixed_dictionaries(_container, optional=_container_optional),
+    max_size=3, unique_by=_name,
+)
+random_configs = st.fixed_dictionaries({
+    "labels": st.dictionaries(st.sampled_from(["x", "y", "z"]), st.sampled_from(["1", "2"]),
+                              max_size=3),
+    "replicas": st.none() | st.integers(0, 3),
+    "containers": random_containers,
+    "finalizers": st.lists(st.sampled_from(["f1", "f2", "f3"]), max_size=3, unique=True),
+})
+
+
+def random_config(c: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"template": {"spec": {"containers": c["containers"]}}}
+    if c["replicas"] is not None:
+        spec["replicas"] = c["replicas"]
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": c["labels"], "finalizers": c["finalizers"]},
+            "spec": spec}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_configs, random_configs)
+def test_random_applies_are_idempotent_or_api_errors(first: dict[str, Any],
+                                                     second: dict[str, Any]) -> None:
+    try:
+        live = stored(server_side_apply(None, random_config(first), "one", False, DEPLOYMENT, T0))
+        cfg = random_config(second)
+        saved = copy.deepcopy(cfg)
+        once = stored(server_side_apply(live, cfg, "two", True, DEPLOYMENT, T1))
+        twice = server_side_apply(once, cfg, "two", False, DEPLOYMENT, T2)
+    except ApiError as e:
+        assert e.code in (400, 409, 422)
+        return
+    assert cfg == saved
+    for obj in (once, twice):
+        obj["metadata"].pop("managedFields", None)
+    assert twice == once
