@@ -29,6 +29,7 @@ DEFAULT_NETNS_DIR = "/run/timonel/netns"
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
+_IFREQ = "16sH22x"  # struct ifreq: name, then ifr_flags at the start of a 24-byte union
 
 
 def netns_path(name: str, netns_dir: str = DEFAULT_NETNS_DIR) -> str:
@@ -104,10 +105,9 @@ def release_netns_dir(netns_dir: str = DEFAULT_NETNS_DIR) -> bool:
 def set_loopback_up() -> None:
     """Bring ``lo`` up in the calling thread's network namespace (a new one has it down)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        req = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
+        flags = struct.unpack(_IFREQ, fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, struct.pack(_IFREQ, b"lo", 0)))[1]
         if not flags & _IFF_UP:
-            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | _IFF_UP))
 
 
 def _bind_and_lo_up(path: str) -> None:
