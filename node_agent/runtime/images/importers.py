@@ -323,8 +323,12 @@ def import_docker_archive(store: ImageStore, path: str | os.PathLike[str],
                 top_id = str(item["Layers"][-1]).split("/")[0]
                 for repo, tags in repositories.items():
                     for tag, layer_id in (tags or {}).items():
-                        if layer_id == top_id:
+                        if layer_id != top_id:
+                            continue
+                        try:
                             names.append(normalize(f"{repo}:{tag}"))
+                        except ImageError as e:
+                            log.warning("source=%s repositories=%s:%s ignored error=%s", where, repo, tag, e)
             placeholder = Descriptor(OCI_MANIFEST, "sha256:" + "0" * 64, 0)
             cands.append(_Candidate(placeholder, names, position=i))
         chosen = _pick(cands, caller, where)

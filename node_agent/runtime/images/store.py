@@ -238,6 +238,7 @@ class ImageStore:
         size = manifest.config.size + sum(x.size for x in layers) + self.blobs.size(manifest_digest)
         with self._lock:
             rec = self._images.get(manifest.config.digest)
+            is_new = rec is None
             if rec is None:
                 rec = ImageRecord(
                     id=manifest.config.digest, manifest_digest=manifest_digest,
@@ -259,7 +260,16 @@ class ImageStore:
             self._save(rec)
         log.info("image=%s added tags=%s digests=%s layers=%d", rec.id, rec.repo_tags, rec.repo_digests, len(layers))
         if self.unpack_policy == "always" or (self.unpack_policy == "auto" and os.geteuid() == 0):
-            self.ensure_layers(rec)
+            try:
+                self.ensure_layers(rec)
+            except BaseException:
+                if is_new:  # an image that cannot be unpacked must not look usable
+                    with self._lock:
+                        self._images.pop(rec.id, None)
+                        with contextlib.suppress(FileNotFoundError):
+                            self._record_path(rec.id).unlink()
+                        self.gc()
+                raise
         return rec
 
     def _untag_others(self, tag: str, keep_id: str) -> None:

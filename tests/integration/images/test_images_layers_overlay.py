@@ -195,3 +195,15 @@ def test_blob_damaged_in_the_store_is_caught_at_unpack(tmp_path: Path) -> None:
         store.rootfs_layers("wh")
     assert "corrupt" in str(e.value) or "tampered" in str(e.value)
     assert not store.layer_dir(store.resolve("wh").layers[2].chain_id).exists()
+
+
+def test_import_of_an_unpackable_image_leaves_nothing(tmp_path: Path) -> None:
+    bad = layer_from_entries([tar_entry("ok", data=b"1"), tar_entry("../../x", data=b"x")])
+    img = BuiltImage([L1, bad], make_config([L1, bad], cmd=["sh"]), ["bad"])
+    store = ImageStore(tmp_path / "store")  # unpacks at import, as root
+    with pytest.raises(UnsafeLayerError):
+        import_image(store, write_oci_layout([img], tmp_path / "src"))
+    assert store.list_images() == [] and list(store.layers_dir.iterdir()) == []
+    # Verified blobs of a failed import stay for a retry until the next collection.
+    store.gc()
+    assert store.blobs.all() == []
