@@ -28,8 +28,8 @@ import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from timonel.api.storage.etcd import Store  # noqa: E402
-from timonel.api.storage.etcd_process import EtcdProcess, free_port  # noqa: E402
+from timonel.api.storage.etcd import Store
+from timonel.api.storage.etcd_process import EtcdProcess, free_port
 
 
 def pod(name: str) -> dict:
@@ -48,10 +48,10 @@ def pod(name: str) -> dict:
 
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
-async def run_workers(n: int, concurrency: int, one: "callable") -> tuple[float, list[float]]:  # type: ignore[valid-type]
+async def run_workers(n: int, concurrency: int, one: callable) -> tuple[float, list[float]]:  # type: ignore[valid-type]
     latencies: list[float] = []
     counter = iter(range(n))
 

@@ -7,11 +7,6 @@ cd "$(dirname "$0")/.."
 bash deploy/install.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
-echo "== lint (ruff) =="
-ruff check .
-echo "== layers (import-linter) =="
-lint-imports
-echo "== types (mypy) =="
-bash deploy/typecheck.sh
+bash deploy/lint.sh
 echo "== tests =="
 pytest -q -ra --timeout=600 -p no:cacheprovider "$@" tests

@@ -127,15 +127,16 @@ async def openapi_index(request: web.Request) -> web.Response:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    parts = [p for p in request.match_info["gv"].split("/") if p]
-    doc = None
-    if parts[:1] == ["api"] and len(parts) == 2:
-        doc = openapi.openapi_v3_document("", parts[1])
-    elif parts[:1] == ["apis"] and len(parts) == 3:
-        doc = openapi.openapi_v3_document(parts[1], parts[2])
-    if doc is None:
+    found = openapi.openapi_v3_bytes(request.match_info["gv"])
+    if found is None:
         raise ApiError(404, f"no OpenAPI document for {request.match_info['gv']}")
-    return codec.json_response(doc)
+    body, digest = found
+    resp = web.Response(body=body, content_type="application/json")
+    resp.headers["ETag"] = f'"{digest}"'
+    if request.query.get("hash") == digest:
+        # The index links documents by hash: such a URL never changes content.
+        resp.headers["Cache-Control"] = "public, immutable"
+    return resp
 
 
 def _verb_label(request: web.Request) -> tuple[str, str]:

@@ -120,7 +120,7 @@ class Objects:
                            "Invalid")
         if resource_version and resource_version_match == "Exact":
             return await self._list_etcd(prefix, match, limit, _rv(resource_version), "")
-        if resource_version and not limit or resource_version == "0":
+        if (resource_version and not limit) or resource_version == "0":
             # "Any" / "not older than": the watch cache answers, without pagination
             # (upstream ignores limit for resourceVersion=0 too).
             cache = await self.caches.get(prefix_of(rtype))
@@ -178,7 +178,7 @@ class Objects:
                 raise ApiError(422, f"{rtype.kind}.{rtype.group or 'core'} is invalid: "
                                "metadata.name: Required value: name or generateName is required",
                                "Invalid", kind=rtype.kind,
-                               causes=[{"type": "FieldValueRequired", "field": "metadata.name",
+                               causes=[{"reason": "FieldValueRequired", "field": "metadata.name",
                                         "message": "Required value: name or generateName is required"}])
             md["name"] = meta.generate_name(str(base))
         if rtype.namespaced:
@@ -312,7 +312,7 @@ class Objects:
                 raise ApiError(422, f'{rtype.kind} "{omd["name"]}" is invalid: metadata.finalizers: '
                                "Forbidden: no new finalizers can be added if the object is being "
                                "deleted", "Invalid", name=omd["name"], kind=rtype.kind,
-                               causes=[{"type": "FieldValueForbidden", "field": "metadata.finalizers",
+                               causes=[{"reason": "FieldValueForbidden", "field": "metadata.finalizers",
                                         "message": "no new finalizers can be added if the object is "
                                         "being deleted"}])
         return new

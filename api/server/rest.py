@@ -78,8 +78,8 @@ def object_response(request: web.Request, info: RequestInfo, obj: Obj, status: i
                     warnings: list[str] | None = None) -> web.Response:
     version = codec.table_version(request.headers.get("Accept", ""))
     if version is not None:
-        table = to_table([obj], info.rtype, include_object=request.query.get("includeObject", "Metadata"))
-        table["apiVersion"] = f"meta.k8s.io/{version}"
+        table = to_table([obj], info.rtype, include_object=request.query.get("includeObject", "Metadata"),
+                         api_version=f"meta.k8s.io/{version}")
         return codec.json_response(table, status, warnings)
     return codec.json_response(obj, status, warnings)
 
@@ -134,8 +134,7 @@ async def list_(server: Server, request: web.Request, info: RequestInfo) -> web.
     if version is not None:
         table = to_table(result.items, info.rtype,
                          include_object=request.query.get("includeObject", "Metadata"),
-                         list_meta=list_meta)
-        table["apiVersion"] = f"meta.k8s.io/{version}"
+                         list_meta=list_meta, api_version=f"meta.k8s.io/{version}")
         return codec.json_response(table)
     for item in result.items:
         # Lists carry items without kind/apiVersion upstream; keeping them is

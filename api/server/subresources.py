@@ -68,7 +68,7 @@ async def scale(server: Server, request: web.Request, info: RequestInfo) -> web.
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise ApiError(422, f'Scale.autoscaling "{info.name}" is invalid: spec.replicas: '
                            "Invalid value: must be a non-negative integer", "Invalid",
-                           causes=[{"type": "FieldValueInvalid", "field": "spec.replicas",
+                           causes=[{"reason": "FieldValueInvalid", "field": "spec.replicas",
                                     "message": "Invalid value: must be a non-negative integer"}])
         rv = (wanted.get("metadata") or {}).get("resourceVersion")
         if rv and rv != live["metadata"]["resourceVersion"]:
@@ -94,7 +94,7 @@ async def binding(server: Server, request: web.Request, info: RequestInfo) -> we
     node = target.get("name") if isinstance(target, dict) else None
     if not node or not isinstance(node, str):
         raise ApiError(422, "Binding is invalid: target.name: Required value", "Invalid",
-                       causes=[{"type": "FieldValueRequired", "field": "target.name",
+                       causes=[{"reason": "FieldValueRequired", "field": "target.name",
                                 "message": "Required value"}])
     uid = ((body.get("metadata") or {}).get("uid"))
 

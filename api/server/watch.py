@@ -92,11 +92,17 @@ async def watch(server: Server, request: web.Request, info: RequestInfo) -> web.
     try:
         await resp.prepare(request)
 
+        headers_sent = False
+
         def encode(ev: Event) -> bytes:
+            nonlocal headers_sent
             if table_version is None:
                 return ev.line()
-            table = to_table([ev.obj], rtype, include_object=include_object)
-            table["apiVersion"] = f"meta.k8s.io/{table_version}"
+            # Like upstream, only the first Table of a watch carries the columns.
+            table = to_table([ev.obj], rtype, include_object=include_object,
+                             include_headers=not headers_sent,
+                             api_version=f"meta.k8s.io/{table_version}")
+            headers_sent = True
             return codec.dumps({"type": ev.type, "object": table}) + b"\n"
 
         def bookmark(rev: int, initial_end: bool = False) -> bytes:

@@ -12,6 +12,7 @@ watch progress requests the watch cache needs.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import time
@@ -277,7 +278,7 @@ class Store:
 
     async def watch(self, prefix: str, start_revision: int,
                     progress: asyncio.Queue[int] | None = None,
-                    ) -> AsyncIterator[list[WatchEvent] | int]:
+                    ) -> AsyncIterator[builtins.list[WatchEvent] | int]:
         """Yield batches of events under `prefix` from `start_revision` on.
 
         Also yields a bare int (a revision) on progress notifications, i.e.

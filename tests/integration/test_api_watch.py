@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -124,8 +123,9 @@ def test_list_continue_after_compaction_is_410(api_server: ApiServer, http: requ
     token = page["metadata"]["continue"]
     # Compact etcd past the page's revision, as its periodic compaction would.
     http.post(base, json=cm("later"))
-    from timonel.api.storage.etcd import Store
     import asyncio
+
+    from timonel.api.storage.etcd import Store
 
     async def compact() -> None:
         store = Store(api_server.etcd_endpoint)
