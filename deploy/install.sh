@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(busybox-static iproute2 iptables runc crun docker.io docker-registry skopeo libseccomp2 procps)
+packages=(busybox-static iproute2 iptables runc crun docker.io docker-registry skopeo libseccomp2 procps zstd)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do
