@@ -159,19 +159,20 @@ async def create(server: Server, request: web.Request, info: RequestInfo) -> web
     warnings: list[str] = []
     check = check_for(server, request, info, "CREATE", warnings)
     manager = request.query.get("fieldManager", "")
-    out = await server.objects.create(info.rtype, info.namespace, obj, check=_with_fields(check, manager, info),
+    out = await server.objects.create(info.rtype, info.namespace, obj, check=with_fields(check, manager, info),
                                       dry_run=dry_run(request))
     return object_response(request, info, out, 201, warnings)
 
 
-def _with_fields(check: Check, manager: str, info: RequestInfo) -> Check:
+def with_fields(check: Check, manager: str, info: RequestInfo) -> Check:
     """Record managedFields for this write after admission (operation Update)."""
     from timonel.api.patch import record_update
 
     async def wrapped(obj: Obj, old: Obj | None) -> None:
         await check(obj, old)
         if manager or old is None:
-            new = record_update(old, obj, manager or "unknown", info.rtype.api_version, meta.now())
+            new = record_update(old, obj, manager or "unknown", info.rtype.api_version, meta.now(),
+                                subresource=info.subresource)
             obj["metadata"] = new["metadata"]
 
     return wrapped
@@ -185,7 +186,7 @@ async def update(server: Server, request: web.Request, info: RequestInfo) -> web
                           f"on the URL ({info.name})")
     new["metadata"]["name"] = info.name
     warnings: list[str] = []
-    check = _with_fields(check_for(server, request, info, "UPDATE", warnings),
+    check = with_fields(check_for(server, request, info, "UPDATE", warnings),
                          request.query.get("fieldManager", ""), info)
     sent = copy.deepcopy(new)
     # A PUT without resourceVersion is an unconditional update, as upstream
@@ -222,7 +223,7 @@ async def patch(server: Server, request: web.Request, info: RequestInfo) -> web.
     warnings: list[str] = []
     check = check_for(server, request, info, "UPDATE", warnings)
     if not is_apply:
-        check = _with_fields(check, manager, info)
+        check = with_fields(check, manager, info)
     now = meta.now()
 
     def mutate(live: Obj) -> Obj:
@@ -231,14 +232,13 @@ async def patch(server: Server, request: web.Request, info: RequestInfo) -> web.
 
     def create_new() -> Obj:
         # Server-side apply creates what is missing (201).
-        applied = codec.parse_object(body, ctype)
+        applied = apply_patch(ctype, None, body, definition=definition, manager=manager,
+                              force=force, now=now)
         prepare_body(applied, info)
         if meta.name_of(applied) != info.name:
             raise bad_request(f"the name of the object ({meta.name_of(applied)}) does not match "
                               f"the name on the URL ({info.name})")
-        from timonel.api.patch.apply import server_side_apply
-
-        return server_side_apply(None, applied, manager, force, definition, now)
+        return applied
 
     out, created = await server.objects.update(
         rtype, info.namespace, info.name, mutate, subresource=info.subresource, check=check,

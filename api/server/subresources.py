@@ -78,7 +78,8 @@ async def scale(server: Server, request: web.Request, info: RequestInfo) -> web.
         return live
 
     warnings: list[str] = []
-    check = rest.check_for(server, request, info, "UPDATE", warnings)
+    check = rest.with_fields(rest.check_for(server, request, info, "UPDATE", warnings),
+                             request.query.get("fieldManager", "") or "unknown", info)
     out, _ = await server.objects.update(rtype, info.namespace, info.name, mutate,
                                          subresource="scale", check=check,
                                          dry_run=rest.dry_run(request))
