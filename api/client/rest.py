@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeAlias
 from urllib.parse import quote
 
 import aiohttp
+
 from timonel.api import resources, tls
 from timonel.api.client.backoff import Backoff
 from timonel.api.client.wire import LineSplitter, Obj, error_from_body, parse_event

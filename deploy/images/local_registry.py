@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
             sys.path.insert(0, str(Path(__file__).parent))
             from busybox import write_busybox_image
+
             from timonel.node_agent.runtime.images import ImageStore, import_image, push_image
 
             with tempfile.TemporaryDirectory() as tmp:

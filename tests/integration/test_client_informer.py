@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+
+from tests.integration.conftest import ApiServer, start_server
 from timonel.api.client import Backoff, Client, Informer, InformerFactory
 from timonel.api.client.informer import node_name_index
 from timonel.api.kubeconfig import ClusterConfig
 from timonel.api.storage.etcd_process import EtcdProcess, free_port
-
-from tests.integration.conftest import ApiServer, start_server
 
 CM = ("v1", "ConfigMap")
 POD = ("v1", "Pod")

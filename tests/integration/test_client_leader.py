@@ -8,9 +8,9 @@ import re
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from timonel.api.client import Client, LeaderElector
 
 from tests.integration.conftest import ApiServer
+from timonel.api.client import Client, LeaderElector
 
 LEASE = ("coordination.k8s.io/v1", "Lease")
 MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

@@ -9,13 +9,13 @@ from contextlib import aclosing
 from typing import Any
 
 import pytest
+
+from tests.integration.conftest import ApiServer
 from timonel.api.client import ApiConnectionError, Client, retry_on_conflict, watch_forever
 from timonel.api.errors import ApiError
 from timonel.api.kubeconfig import ClusterConfig
 from timonel.api.resources import by_kind
 from timonel.api.storage.etcd_process import free_port
-
-from tests.integration.conftest import ApiServer
 
 CM = ("v1", "ConfigMap")
 POD = by_kind("", "Pod")

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from multidict import CIMultiDict
+
 from timonel.api.auth import tokens
 from timonel.api.auth.authn import (
     Authenticator,

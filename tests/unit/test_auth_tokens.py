@@ -6,6 +6,7 @@ import os
 import stat
 
 import pytest
+
 from timonel.api.auth import tokens
 from timonel.api.auth.tokens import TokenEntry, TokenFileError
 

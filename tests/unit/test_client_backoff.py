@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from timonel.api.client.backoff import Backoff, retry_on_conflict
 from timonel.api.client.workqueue import (
     BucketRateLimiter,

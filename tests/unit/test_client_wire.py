@@ -7,6 +7,7 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from timonel.api.client.wire import LineSplitter, error_from_body, error_from_status, parse_event
 from timonel.api.errors import ApiError, conflict, invalid
 

@@ -7,6 +7,7 @@ import random
 from collections.abc import Hashable
 
 import pytest
+
 from timonel.api.client.workqueue import ShutDown, WorkQueue, run_workers
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
+
 from timonel.api.server.metrics import REQUEST_BUCKETS, Metrics, render
 
 

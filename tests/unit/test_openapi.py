@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
+
 from timonel.api.resources import RESOURCES, group_versions
 from timonel.api.server import openapi
 

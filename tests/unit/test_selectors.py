@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from timonel.api import selectors as s
 from timonel.api.errors import ApiError
 from timonel.api.resources import ResourceType, by_kind

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from timonel.api.errors import ApiError
 from timonel.api.resources import RESOURCES, ResourceType, by_kind
 from timonel.api.server.tables import human_duration, to_table

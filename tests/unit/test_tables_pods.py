@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from timonel.api.resources import by_kind
 from timonel.api.server.tables import to_table
 

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from timonel.api import tls
 from timonel.api.auth.authn import Authenticator, unauthorized_status
 from timonel.api.auth.tokens import ensure_admin_token, token_file

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from timonel.api.defaults import apply_defaults, job_selector_defaults
 from timonel.api.errors import ApiError
 from timonel.api.resources import RESOURCES, ResourceType, by_api_version_kind, by_kind

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from timonel.api.defaults import apply_defaults
 from timonel.api.errors import ApiError
 from timonel.api.resources import by_api_version_kind

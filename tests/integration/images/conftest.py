@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
 from timonel.node_agent.runtime.images.builder import BuiltImage
 from timonel.node_agent.runtime.images.importers import import_image
 from timonel.node_agent.runtime.images.push import push_image

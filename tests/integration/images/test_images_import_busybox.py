@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.images.builder import BuiltImage
 from timonel.node_agent.runtime.images.importers import import_image
 from timonel.node_agent.runtime.images.store import ImageStore

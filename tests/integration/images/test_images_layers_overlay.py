@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.images.builder import (
     BuiltImage,
     layer_from_entries,

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+
 from timonel.node_agent.runtime.images.builder import BuiltImage, make_config, write_oci_layout
 from timonel.node_agent.runtime.images.errors import DigestMismatchError, ImageNotFoundError
 from timonel.node_agent.runtime.images.manifests import (

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.images.errors import RegistryError
 from timonel.node_agent.runtime.images.importers import import_image
 from timonel.node_agent.runtime.images.push import push_image

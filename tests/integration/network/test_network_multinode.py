@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
+from timonel_netlab import Lab, can_connect, iptables_lines, requires_root, sh, tcp_peer
+
 from timonel.node_agent.runtime.network import (
     ROUTE_PROTOCOL,
     NetworkConfig,
@@ -24,7 +26,6 @@ from timonel.node_agent.runtime.network import (
     teardown_node_network,
 )
 from timonel.node_agent.runtime.network.iptables import detect
-from timonel_netlab import Lab, can_connect, iptables_lines, requires_root, sh, tcp_peer
 
 pytestmark = requires_root
 

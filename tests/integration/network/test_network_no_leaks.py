@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from timonel_netlab import Lab, iptables_lines, links, requires_root, tcp_peer
+
 from timonel.node_agent.runtime.network import (
     NetworkConfig,
     create_netns,
@@ -22,7 +24,6 @@ from timonel.node_agent.runtime.network import (
     teardown_node_network,
     teardown_pod_network,
 )
-from timonel_netlab import Lab, iptables_lines, links, requires_root, tcp_peer
 
 pytestmark = requires_root
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
+from timonel_netlab import Lab, links, ping, requires_root, tcp_peer
+
 from timonel.node_agent.runtime.network import (
     NetworkConfig,
     NetworkError,
@@ -22,7 +24,6 @@ from timonel.node_agent.runtime.network import (
     teardown_pod_network,
 )
 from timonel.node_agent.runtime.network.nsrun import join_netns
-from timonel_netlab import Lab, links, ping, requires_root, tcp_peer
 
 pytestmark = requires_root
 

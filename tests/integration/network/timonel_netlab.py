@@ -16,6 +16,7 @@ from types import TracebackType
 
 import pytest
 from pyroute2 import IPRoute
+
 from timonel.node_agent.runtime.network import (
     NetworkConfig,
     create_netns,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from timonel.node_agent.runtime.images import manifests as m
 from timonel.node_agent.runtime.images.errors import InvalidImageError
 

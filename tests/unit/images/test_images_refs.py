@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from timonel.node_agent.runtime.images.errors import InvalidReferenceError
 from timonel.node_agent.runtime.images.refs import lookup_key, normalize, parse, validate_digest
 

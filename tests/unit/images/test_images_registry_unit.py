@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from timonel.node_agent.runtime.images.errors import RegistryError
 from timonel.node_agent.runtime.images.registry import RegistryClient, is_loopback
 from timonel.node_agent.runtime.images.registry_auth import Credentials, parse_challenges

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.images import ImageNotFoundError, ImageService, cri_image
 from timonel.node_agent.runtime.images.builder import (
     BuiltImage,

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.images.builder import (
     BuiltImage,
     layer_from_entries,

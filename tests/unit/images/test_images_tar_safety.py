@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.images.builder import layer_from_entries, tar_entry
 from timonel.node_agent.runtime.images.errors import (
     DigestMismatchError,

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.network import ipam
 from timonel.node_agent.runtime.network.config import NetworkError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from timonel.node_agent.runtime.network import NetworkConfig, NetworkError, host_veth_name
 from timonel.node_agent.runtime.network.firewall import firewall_rules, removal_rules
 from timonel.node_agent.runtime.network.iptables import choose_backend, parse_save
