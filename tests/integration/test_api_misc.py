@@ -1,0 +1,88 @@
+"""Health, version, metrics, OpenAPI, deletecollection, eviction, and the
+streaming subresources that wait for node agents."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.integration.conftest import ApiServer
+
+
+def test_public_endpoints(api_server: ApiServer) -> None:
+    for path in ("/healthz", "/livez", "/readyz"):
+        r = requests.get(api_server.url + path, verify=api_server.ca_file)
+        assert r.status_code == 200 and r.text == "ok"
+    v = requests.get(api_server.url + "/version", verify=api_server.ca_file).json()
+    assert v["major"] == "1" and v["minor"] == "37" and v["gitVersion"].startswith("v1.37.0")
+
+
+def test_metrics_count_requests_and_watches(api_server: ApiServer, http: requests.Session,
+                                           namespace: str) -> None:
+    http.get(f"{api_server.url}/api/v1/namespaces/{namespace}/configmaps")
+    text = http.get(f"{api_server.url}/metrics").text
+    assert 'apiserver_request_total{' in text and 'resource="configmaps"' in text
+    assert "apiserver_request_duration_seconds_bucket" in text
+    assert "etcd_request_duration_seconds_bucket" in text
+    assert "apiserver_longrunning_requests" in text
+
+
+def test_openapi_index_and_documents(api_server: ApiServer, http: requests.Session) -> None:
+    index = http.get(f"{api_server.url}/openapi/v3").json()
+    url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
+    r = http.get(api_server.url + url)
+    assert r.status_code == 200 and r.headers["ETag"]
+    doc = r.json()
+    patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert any(p.get("name") == "fieldValidation" for p in patch.get("parameters", []) +
+               doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"].get("parameters", []))
+    assert http.get(f"{api_server.url}/openapi/v3/apis/nope/v1").status_code == 404
+
+
+def test_delete_collection_with_selector(api_server: ApiServer, http: requests.Session,
+                                         namespace: str) -> None:
+    base = f"{api_server.url}/api/v1/namespaces/{namespace}/configmaps"
+    for name, tier in (("a", "x"), ("b", "x"), ("c", "y")):
+        http.post(base, json={"metadata": {"name": name, "labels": {"tier": tier}}, "data": {}})
+    r = http.delete(base, params={"labelSelector": "tier=x"})
+    assert r.status_code == 200, r.text
+    assert sorted(i["metadata"]["name"] for i in r.json()["items"]) == ["a", "b"]
+    assert [i["metadata"]["name"] for i in http.get(base).json()["items"]] == ["c"]
+
+
+def test_eviction_deletes_pod(api_server: ApiServer, http: requests.Session, namespace: str) -> None:
+    base = f"{api_server.url}/api/v1/namespaces/{namespace}/pods"
+    http.post(base, json={"metadata": {"name": "ev"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    r = http.post(f"{base}/ev/eviction", json={"apiVersion": "policy/v1", "kind": "Eviction",
+                                               "metadata": {"name": "ev", "namespace": namespace}})
+    assert r.status_code == 201, r.text
+    assert http.get(f"{base}/ev").status_code == 404
+
+
+def test_logs_and_exec_wait_for_node_agents(api_server: ApiServer, http: requests.Session,
+                                            namespace: str) -> None:
+    base = f"{api_server.url}/api/v1/namespaces/{namespace}/pods"
+    http.post(base, json={"metadata": {"name": "l"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    for sub, params in (("log", {"container": "c"}), ("exec", {"command": "ls", "stdout": "true"})):
+        r = http.get(f"{base}/l/{sub}", params=params)
+        assert r.status_code == 503, r.text
+        assert r.json()["reason"] == "ServiceUnavailable" and "node agent" in r.json()["message"]
+    assert http.get(f"{base}/missing/log").status_code == 404
+
+
+def test_namespace_deletion_is_marked_terminating(api_server: ApiServer, http: requests.Session) -> None:
+    http.post(f"{api_server.url}/api/v1/namespaces", json={"metadata": {"name": "to-delete"}})
+    r = http.delete(f"{api_server.url}/api/v1/namespaces/to-delete")
+    assert r.status_code == 202
+    ns = http.get(f"{api_server.url}/api/v1/namespaces/to-delete").json()
+    assert ns["status"]["phase"] == "Terminating" and ns["metadata"]["deletionTimestamp"]
+    # Nothing new may be created in it.
+    r = http.post(f"{api_server.url}/api/v1/namespaces/to-delete/configmaps",
+                  json={"metadata": {"name": "x"}, "data": {}})
+    assert r.status_code == 403
+    # The namespace controller finalizes it; system namespaces cannot be deleted.
+    r = http.put(f"{api_server.url}/api/v1/namespaces/to-delete/finalize",
+                 json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "to-delete"},
+                       "spec": {"finalizers": []}})
+    assert r.status_code == 200, r.text
+    assert http.get(f"{api_server.url}/api/v1/namespaces/to-delete").status_code == 404
+    assert http.delete(f"{api_server.url}/api/v1/namespaces/kube-system").status_code == 403
