@@ -22,31 +22,30 @@ async def wait_for(fn, timeout: float = 20.0):  # type: ignore[no-untyped-def]
 
 
 async def test_fake_nodes_run_pods_and_finish_deletes(api_server: ApiServer, namespace: str) -> None:
-    async with Client.from_kubeconfig(api_server.kubeconfig) as client:
-        async with FakeNodes(client, ["fake-a"]):
-            node = await client.get(("v1", "Node"), "", "fake-a")
-            assert node["status"]["allocatable"]["cpu"] == "4"
-            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-                   "spec": {"nodeName": "fake-a", "containers": [{"name": "c", "image": "x"}]}}
-            await client.create(PODS, pod, namespace=namespace)
+    async with Client.from_kubeconfig(api_server.kubeconfig) as client, FakeNodes(client, ["fake-a"]):
+        node = await client.get(("v1", "Node"), "", "fake-a")
+        assert node["status"]["allocatable"]["cpu"] == "4"
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+               "spec": {"nodeName": "fake-a", "containers": [{"name": "c", "image": "x"}]}}
+        await client.create(PODS, pod, namespace=namespace)
 
-            async def running():  # type: ignore[no-untyped-def]
-                p = await client.get(PODS, namespace, "p")
-                return p["status"].get("phase") == "Running" and p
+        async def running():  # type: ignore[no-untyped-def]
+            p = await client.get(PODS, namespace, "p")
+            return p["status"].get("phase") == "Running" and p
 
-            p = await wait_for(running)
-            assert [c["type"] for c in p["status"]["conditions"] if c["status"] == "True"] == [
-                "PodScheduled", "Initialized", "ContainersReady", "Ready"]
-            lease = await wait_for(lambda: client.get(("coordination.k8s.io/v1", "Lease"),
-                                                      "kube-node-lease", "fake-a"))
-            assert lease["spec"]["holderIdentity"] == "fake-a"
-            await client.delete(PODS, namespace, "p")
+        p = await wait_for(running)
+        assert [c["type"] for c in p["status"]["conditions"] if c["status"] == "True"] == [
+            "PodScheduled", "Initialized", "ContainersReady", "Ready"]
+        lease = await wait_for(lambda: client.get(("coordination.k8s.io/v1", "Lease"),
+                                                  "kube-node-lease", "fake-a"))
+        assert lease["spec"]["holderIdentity"] == "fake-a"
+        await client.delete(PODS, namespace, "p")
 
-            async def gone():  # type: ignore[no-untyped-def]
-                lst = await client.list(PODS, namespace)
-                return not lst["items"]
+        async def gone():  # type: ignore[no-untyped-def]
+            lst = await client.list(PODS, namespace)
+            return not lst["items"]
 
-            await wait_for(gone)
+        await wait_for(gone)
 
 
 async def test_event_recorder_counts_repeats(api_server: ApiServer, namespace: str) -> None:
