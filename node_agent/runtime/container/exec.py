@@ -12,6 +12,7 @@ import fcntl
 import os
 import select
 import signal
+import socket
 import struct
 import termios
 import time
@@ -28,10 +29,34 @@ from .state import alive
 _ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")  # mnt last: it changes our root
 
 
-def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_w: int) -> None:
-    """Runs in the fork server's child; ends with os._exit."""
+_TIOCGPTN, _TIOCSPTLCK = 0x80045430, 0x40045431
+
+
+def open_container_pty(uid: int, size: tuple[int, int] | None) -> tuple[int, int]:
+    """A pty from the container's own devpts (we are in its mount namespace): (master, slave).
+
+    So the process' tty has a name inside the container, as with runc's console.
+    """
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+    number = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, b"\0" * 4))[0]
+    slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    os.fchown(slave, uid, -1)
+    if size:
+        set_winsize(master, *size)
+    return master, slave
+
+
+def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_fd: int) -> None:
+    """Runs in the fork server's child; ends with os._exit.
+
+    `status_fd` is a unix stream socket: lines `pid N`, `exit N` or `error ...`,
+    and with a tty, first `pty` carrying the pty master as SCM_RIGHTS.
+    """
+    status = socket.socket(fileno=status_fd)
+
     def say(line: str) -> None:
-        os.write(status_w, f"{line}\n".encode())
+        status.sendall(f"{line}\n".encode())
 
     try:
         os.setsid()
@@ -49,6 +74,12 @@ def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_w: 
             os.close(fd)
         env = dict(args["env"])
         exe = find_executable(args["args"][0], env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
+        if args.get("tty"):
+            size = args.get("tty_size")
+            master, slave = open_container_pty(args["uid"], tuple(size) if size else None)
+            socket.send_fds(status, [b"pty\n"], [master])
+            os.close(master)
+            stdio = [slave, slave, slave]
     except Exception as e:
         say(f"error {e}")
         os._exit(1)
@@ -70,7 +101,7 @@ def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_w: 
         except Exception as e:
             os.write(2, f"timonel exec: {args['args'][0]}: {e}\n".encode())
         os._exit(126)
-    for fd in stdio:
+    for fd in set(stdio):
         os.close(fd)
     say(f"pid {pid}")
     while True:
@@ -100,14 +131,17 @@ class ExecProcess:
     `resize`); otherwise `stdin`/`stdout`/`stderr` are pipe ends (or None).
     """
 
-    def __init__(self, status_r: int, stdin: int | None, stdout: int | None, stderr: int | None,
-                 master: int | None):
-        self.stdin, self.stdout, self.stderr, self.master = stdin, stdout, stderr, master
-        self._status_r = status_r
+    def __init__(self, status: socket.socket, stdin: int | None, stdout: int | None, stderr: int | None,
+                 tty: bool = False):
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.master: int | None = None
+        self._status = status
         self._buf = b""
         self.pid = 0
         self.exit_code: int | None = None
         line = self._line(timeout=30.0)
+        if tty and line == "pty":
+            line = self._line(timeout=30.0)
         if line is None or not line.startswith("pid "):
             self.close()
             raise RuntimeError(f"exec failed: {line[6:] if line and line.startswith('error ') else line}")
@@ -117,10 +151,12 @@ class ExecProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         while b"\n" not in self._buf:
             wait = None if deadline is None else max(deadline - time.monotonic(), 0)
-            ready, _, _ = select.select([self._status_r], [], [], wait)
+            ready, _, _ = select.select([self._status], [], [], wait)
             if not ready:
                 return None
-            chunk = os.read(self._status_r, 4096)
+            chunk, fds, _, _ = socket.recv_fds(self._status, 4096, 1)
+            for fd in fds:  # the pty master travels with the "pty" line
+                self.master = fd
             if not chunk:
                 return None
             self._buf += chunk
@@ -150,12 +186,13 @@ class ExecProcess:
             set_winsize(self.master, rows, cols)
 
     def close(self) -> None:
-        for fd in (self.stdin, self.stdout, self.stderr, self.master, self._status_r):
+        for fd in (self.stdin, self.stdout, self.stderr, self.master):
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+        self._status.close()
         self.stdin = self.stdout = self.stderr = self.master = None
 
 

@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from ..cgroups import Cgroups
 from ..linux import SyscallsLike
 from . import launch as launch_mod
 from . import seccomp
-from .exec import ExecProcess, ExecResult, collect, set_winsize
+from .exec import ExecProcess, ExecResult, collect
 from .forkserver import ForkServer
 from .spec import ContainerSpec, SpecError
 from .state import (
@@ -307,14 +308,11 @@ class ContainerManager:
         }
         mine: builtins.list[int] = []
         theirs: builtins.list[int] = []
-        master = in_w = out_r = err_r = None
+        in_w = out_r = err_r = None
+        ours, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            if tty:
-                master, slave = os.openpty()
-                mine.append(master)
-                if tty_size:
-                    set_winsize(master, *tty_size)
-                theirs += [slave, os.dup(slave), os.dup(slave)]
+            if tty:  # the helper opens the pty inside the container and sends us the master
+                request["tty_size"] = list(tty_size) if tty_size else None
             else:
                 if stdin:
                     in_r, in_w = os.pipe2(os.O_CLOEXEC)
@@ -326,18 +324,17 @@ class ContainerManager:
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
                 mine += [out_r, err_r]
                 theirs += [out_w, err_w]
-            status_r, status_w = os.pipe2(os.O_CLOEXEC)
-            mine.append(status_r)
-            theirs.append(status_w)
-            self.forkserver.call("exec", request, theirs)
+            self.forkserver.call("exec", request, [*theirs, helper_end.fileno()])
         except BaseException:
             for fd in mine:
                 os.close(fd)
+            ours.close()
             raise
         finally:
             for fd in theirs:
                 os.close(fd)
-        return ExecProcess(status_r, in_w, out_r, err_r, master)
+            helper_end.close()
+        return ExecProcess(ours, in_w, out_r, err_r, tty=tty)
 
     def exec_sync(self, cid: str, args: builtins.list[str], timeout: float = 60.0,
                   input: bytes | None = None) -> ExecResult:

@@ -18,8 +18,8 @@ def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
         return {"pid": pid}, [pidfd(pid)]
 
     def start_exec(args: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], list[int]]:
-        *stdio, status_w = fds
-        pid = fork_child(lambda: exec_.helper(sys, args, stdio, status_w), set(fds))
+        *stdio, status_fd = fds
+        pid = fork_child(lambda: exec_.helper(sys, args, stdio, status_fd), set(fds))
         return {"pid": pid}, []
 
     return {"shim": start_shim, "exec": start_exec, "namespaces": namespaces.handler(sys)}

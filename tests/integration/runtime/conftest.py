@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from rt_busybox import build_rootfs, ensure_busybox
+
 from timonel.node_agent.runtime.cgroups import Cgroups, detect
 from timonel.node_agent.runtime.container import (
     ContainerManager,

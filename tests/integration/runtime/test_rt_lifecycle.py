@@ -7,6 +7,7 @@ import time
 
 import pytest
 from conftest import Runtime, log_text, needs_root
+
 from timonel.node_agent.runtime.container import ContainerError
 from timonel.node_agent.runtime.container.logs import parse_line
 
@@ -94,7 +95,7 @@ def test_exec_sync_output_exit_code_timeout_and_input(rt: Runtime) -> None:
 def test_exec_with_a_tty(rt: Runtime) -> None:
     rt.containers.create(rt.spec("tty", ["sleep", "1000"]))
     rt.containers.start("tty")
-    proc = rt.containers.exec("tty", ["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; stty size; "
+    proc = rt.containers.exec("tty", ["sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo is-a-tty; stty size; "
                                                   "read line; echo got=$line; stty size"],
                               tty=True, tty_size=(33, 111))
     assert proc.master is not None
@@ -114,6 +115,7 @@ def test_exec_with_a_tty(rt: Runtime) -> None:
     assert proc.wait(20) == 0
     proc.close()
     assert b"is-a-tty" in out and b"33 111" in out and b"got=typed" in out
+    assert b"/dev/pts/0" in out  # the container's own devpts
 
 
 def test_create_failures_leave_nothing_behind(rt: Runtime) -> None:
@@ -158,19 +160,20 @@ def _snapshot(rt: Runtime) -> dict[str, object]:
     for d in rt.cgroups.dirs(rt.cgroup_parent):
         if os.path.isdir(d):
             cgroups += sum(len(dirs) for _, dirs, _ in os.walk(d))
-    procs = [p for p in os.listdir("/proc") if p.isdigit()]
-    zombies_or_shims = 0
-    for p in procs:
+    # Our processes only (the box is shared): children of the fork server (shims,
+    # exec helpers, zombies not yet reaped) and anything left in the test's cgroups.
+    ours = len(rt.cgroups.pids(rt.cgroup_parent)) if rt.cgroups.exists(rt.cgroup_parent) else 0
+    for p in (p for p in os.listdir("/proc") if p.isdigit()):
         try:
             with open(f"/proc/{p}/stat") as f:
                 stat = f.read()
         except OSError:
             continue
-        if "timonel-shim" in stat or ") Z " in stat:
-            zombies_or_shims += 1
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == rt.forkserver.pid:
+            ours += 1
     return {"mounts": mounts, "cgroups": cgroups, "fds": len(os.listdir("/proc/self/fd")),
             "fork server fds": len(os.listdir(f"/proc/{rt.forkserver.pid}/fd")),
-            "shims and zombies": zombies_or_shims,
+            "processes": ours,
             "state dirs": len(os.listdir(rt.containers.dir))}
 
 
@@ -184,6 +187,8 @@ def test_no_leaks_after_200_cycles(rt: Runtime) -> None:
         rt.containers.start(cid)
         if i % 50 == 0:
             assert rt.containers.exec_sync(cid, ["true"], timeout=20).exit_code == 0
+            running = _snapshot(rt)  # the counters do see a live container
+            assert running["processes"] >= 2 and running["cgroups"] > before["cgroups"]
         rt.containers.stop(cid, timeout=0)
         rt.containers.remove(cid)
     deadline = time.monotonic() + 10

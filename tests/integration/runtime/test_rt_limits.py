@@ -7,6 +7,7 @@ import select
 import time
 
 from conftest import Runtime, needs_root
+
 from timonel.node_agent.runtime.cgroups import CgroupV1, Resources
 
 pytestmark = needs_root

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from conftest import Runtime, needs_root
+
 from timonel.node_agent.runtime.cgroups import Resources
 from timonel.node_agent.runtime.sandbox import SandboxError, SandboxSpec
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.cgroups import (
     CgroupV1,
     CgroupV2,

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.container.logs import MAX_LINE, LogWriter, parse_line, timestamp
 from timonel.node_agent.runtime.container.spec import ContainerSpec, Mount, Seccomp, SpecError
 from timonel.node_agent.runtime.container.state import (

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.container import init as init_
 from timonel.node_agent.runtime.container import launch, rootfs
 from timonel.node_agent.runtime.container.rootfs import RootfsPlan, copy_layers, secure_join

@@ -7,6 +7,7 @@ import platform
 from pathlib import Path
 
 import pytest
+
 from timonel.node_agent.runtime.container import capabilities, seccomp
 from timonel.node_agent.runtime.container.security import (
     Credentials,
