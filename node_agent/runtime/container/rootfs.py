@@ -47,7 +47,7 @@ _MAX_MOUNT_DATA = 4000  # the kernel copies at most one page of mount options
 @dataclass
 class RootfsPlan:
     root: str  # where the rootfs is assembled (a dir in the state dir)
-    layers: list[str]  # read-only, bottom first
+    layers: list[str]  # read-only, top first (overlay's lowerdir order, as the image store gives them)
     upper: str
     work: str
     copy_dir: str  # used when overlay cannot be mounted
@@ -100,8 +100,7 @@ def _ensure(path: str, is_dir: bool) -> None:
 
 
 def overlay_options(layers: list[str], upper: str, work: str) -> str:
-    lower = ":".join(reversed(layers))  # overlay lists the top layer first
-    return f"lowerdir={lower},upperdir={upper},workdir={work}"
+    return f"lowerdir={':'.join(layers)},upperdir={upper},workdir={work}"
 
 
 def mount_overlay(sys: SyscallsLike, plan: RootfsPlan) -> None:
@@ -147,9 +146,9 @@ def _is_opaque(path: str) -> bool:
 
 
 def copy_layers(layers: list[str], dest: str) -> None:
-    """Flatten layers (bottom first) into `dest`, honouring overlay and AUFS whiteouts."""
+    """Flatten layers (top first, like lowerdir) into `dest`, honouring overlay and AUFS whiteouts."""
     os.makedirs(dest, exist_ok=True)
-    for layer in layers:
+    for layer in reversed(layers):  # bottom up, so upper layers win
         for dirpath, dirnames, filenames in os.walk(layer):
             rel = os.path.relpath(dirpath, layer)
             target_dir = os.path.normpath(os.path.join(dest, rel))

@@ -57,7 +57,8 @@ class Seccomp:
 class ContainerSpec:
     id: str
     args: list[str]
-    rootfs_layers: list[str] = field(default_factory=list)  # read-only dirs, bottom layer first
+    # Read-only layer dirs, top layer first: overlay's lowerdir order, as ImageStore.rootfs_layers gives them.
+    rootfs_layers: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     working_dir: str = "/"
     hostname: str | None = None  # set only when the container has its own UTS namespace

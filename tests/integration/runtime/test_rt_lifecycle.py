@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
+from pathlib import Path
 
 import pytest
 from conftest import Runtime, log_text, needs_root
@@ -135,6 +137,25 @@ def test_copy_fallback_when_overlay_is_unavailable(rt: Runtime) -> None:
     assert code == 1  # grep -c found no overlay mount: exit 1
     assert out.splitlines() == ["data", "0"]
     assert not os.path.exists(os.path.join(rt.layer, "etc", "new"))  # the layer stays untouched
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["overlay", "copy"])
+def test_layers_stack_top_first_with_whiteouts(rt: Runtime, tmp_path: Path, copy: bool) -> None:
+    top = tmp_path / "top"
+    (top / "etc").mkdir(parents=True)
+    (top / "etc/motd").write_text("from the top layer\n")
+    (top / "bin").mkdir()
+    os.mknod(top / "bin/vi", stat.S_IFCHR | 0o600, 0)  # whiteout: vi is gone in this image
+    rt.containers.force_copy_rootfs = copy
+    spec = rt.spec("layers", ["sh", "-c", "cat /etc/motd; ls /bin/vi 2>&1; ls /bin/sh"])
+    spec.rootfs_layers = [str(top), rt.layer]
+    rt.containers.create(spec)
+    rt.containers.start("layers")
+    st = rt.containers.wait("layers", 20)
+    out = log_text(st.log_path)
+    assert st.exit_code == 0, out
+    assert out.splitlines()[0] == "from the top layer"
+    assert "No such file or directory" in out and "/bin/sh" in out
 
 
 def test_containers_survive_a_restart_of_their_manager(rt: Runtime) -> None:

@@ -70,7 +70,7 @@ def test_copy_layers_honours_whiteouts(tmp_path: Path) -> None:
     (upper / "aufs/.wh..wh..opq").touch()
     (upper / "aufs/fresh").write_text("fresh")
     (upper / ".wh.bin").touch()
-    copy_layers([str(lower), str(upper)], str(dest))
+    copy_layers([str(upper), str(lower)], str(dest))  # top first
     assert (dest / "etc/keep").read_text() == "keep"
     assert not (dest / "etc/gone").exists()
     assert sorted(os.listdir(dest / "opaque")) == ["new"]
