@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from timonel.api.fileutil import write_atomic
+
 
 class KubeconfigError(ValueError):
     pass
@@ -54,12 +56,8 @@ def write_kubeconfig(path: str, server: str, ca_pem: bytes, *, token: str | None
         "current-context": context,
         "preferences": {},
     }
-    tmp = f"{path}.tmp"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(doc, f, sort_keys=False)
-    os.replace(tmp, path)
+    write_atomic(path, yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
 
 
 def _named(items: Any, name: str, what: str, path: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import ipaddress
 import logging
 import os
@@ -26,6 +25,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from timonel.api.fileutil import locked, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -385,32 +386,14 @@ def _read(path: str) -> bytes:
 
 
 def _write(path: str, data: bytes, mode: int) -> None:
-    """Atomically replace `path`; the mode is set before any byte is written,
-    so a key is never readable by others, not even briefly."""
-    d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, mode)
 
 
 @contextlib.contextmanager
 def _locked(tls_dir: str) -> Iterator[None]:
     """Serialise generation between processes sharing a TLS directory."""
-    fd = os.open(os.path.join(tls_dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked(os.path.join(tls_dir, ".lock")):
         yield
-    finally:
-        os.close(fd)
 
 
 def _load_chain(ctx: ssl.SSLContext, cert: bytes | str, key: bytes | str) -> None:

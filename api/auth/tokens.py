@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
 import logging
 import os
 import secrets
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from timonel.api.fileutil import locked, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -167,27 +167,11 @@ def _read_text(path: str) -> str:
 
 
 def _write_private(path: str, text: str) -> None:
-    # Replace by rename so a reader sees the old or the new file, never half.
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tokens-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, text.encode("utf-8"), 0o600)
 
 
 @contextlib.contextmanager
 def _locked(data_dir: str) -> Iterator[None]:
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(data_dir, ".tokens.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked(os.path.join(data_dir, ".tokens.lock")):
         yield
-    finally:
-        os.close(fd)

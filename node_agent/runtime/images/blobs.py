@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from timonel.api.fileutil import write_atomic
+
 from .errors import DigestMismatchError, ImageNotFoundError, InvalidImageError
 from .refs import is_sha256_digest, validate_digest
 
@@ -27,26 +29,7 @@ _CHUNK = 1 << 20
 def write_json_atomic(path: Path, doc: Any) -> None:
     """Write JSON so readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(path, json.dumps(doc, indent=1, sort_keys=True).encode(), 0o644, fsync_dir=True)
 
 
 class BlobWriter:

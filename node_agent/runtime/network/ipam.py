@@ -13,7 +13,6 @@ once while stale ARP or conntrack entries for it may still exist.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import logging
@@ -21,6 +20,8 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from timonel.api.fileutil import locked
 
 from .config import NetworkError, parse_pod_cidr
 
@@ -190,9 +191,5 @@ def _write_last(d: str, ip: str) -> None:
 @contextlib.contextmanager
 def _locked(d: str) -> Iterator[None]:
     os.makedirs(d, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(d, _LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked(os.path.join(d, _LOCK)):
         yield
-    finally:
-        os.close(fd)
