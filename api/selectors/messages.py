@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from timonel.api.validation.names import is_label_value, is_qualified_name
+
 
 class SelectorError(Exception):
     """A selector problem, worded as upstream; callers turn it into a 400."""
@@ -43,73 +45,14 @@ def go_quote(s: str) -> str:
     return "".join(out)
 
 
-def regex_error(msg: str, regex: str, *examples: str) -> str:
-    text = msg + " (e.g. "
-    for i, ex in enumerate(examples):
-        if i:
-            text += " or "
-        text += f"'{ex}', "
-    return text + f"regex used for validation is '{regex}')"
-
-
-def byte_len(s: str) -> int:
-    return len(s.encode("utf-8", "surrogatepass"))
-
-
-_LABEL_KEY_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_KEY_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', and must start "
-                  "and end with an alphanumeric character")
-_LABEL_KEY_RE = re.compile(_LABEL_KEY_FMT)
-_LABEL_VALUE_FMT = f"({_LABEL_KEY_FMT})?"
-_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, "
-                    "'-', '_' or '.', and must start and end with an alphanumeric character")
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                          "characters, '-' or '.', and must start and end with an alphanumeric "
-                          "character")
-_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
-
-
 def label_key_errors(key: str) -> list[str]:
-    """Upstream `IsLabelKey` (a.k.a. qualified name): [prefix/]name."""
-    errs: list[str] = []
-    parts = key.split("/")
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            errs.append("prefix part must be non-empty")
-        else:
-            if byte_len(prefix) > 253:
-                errs.append("prefix part must be no more than 253 bytes")
-            if not _DNS1123_SUBDOMAIN_RE.fullmatch(prefix):
-                errs.append("prefix part " + regex_error(
-                    _DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    else:
-        return ["a valid label key " + regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName",
-                                                     "my.name", "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    if not name:
-        errs.append("name part must be non-empty")
-    elif byte_len(name) > 63:
-        errs.append("name part must be no more than 63 bytes")
-    if not _LABEL_KEY_RE.fullmatch(name):
-        errs.append("name part " + regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName",
-                                                "my.name", "123-abc"))
-    return errs
+    """Upstream `IsQualifiedName`, the rule for label keys: [prefix/]name."""
+    return is_qualified_name(key)
 
 
 def label_value_errors(value: str) -> list[str]:
     """Upstream `IsValidLabelValue`."""
-    errs: list[str] = []
-    if byte_len(value) > 63:
-        errs.append("must be no more than 63 bytes")
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        errs.append(regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errs
+    return is_label_value(value)
 
 
 def invalid(path: str, value: str, detail: str) -> str:

@@ -52,7 +52,12 @@ def regex_error(msg: str, fmt: str, *examples: str) -> str:
 
 
 def max_len_error(n: int) -> str:
-    return f"must be no more than {n} characters"
+    # Newer apimachinery counts (and says) bytes: Go's len() of a string.
+    return f"must be no more than {n} bytes"
+
+
+def byte_len(s: str) -> int:
+    return len(s.encode("utf-8", "surrogatepass"))
 
 
 def inclusive_range_error(lo: int, hi: int) -> str:
@@ -61,7 +66,7 @@ def inclusive_range_error(lo: int, hi: int) -> str:
 
 def is_dns1123_label(v: str) -> list[str]:
     errs = []
-    if len(v) > 63:
+    if byte_len(v) > 63:
         errs.append(max_len_error(63))
     if not _DNS1123_LABEL.fullmatch(v):
         if _DNS1123_SUBDOMAIN.fullmatch(v):
@@ -73,7 +78,7 @@ def is_dns1123_label(v: str) -> list[str]:
 
 def is_dns1123_subdomain(v: str) -> list[str]:
     errs = []
-    if len(v) > 253:
+    if byte_len(v) > 253:
         errs.append(max_len_error(253))
     if not _DNS1123_SUBDOMAIN.fullmatch(v):
         errs.append(regex_error(_DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, "example.com"))
@@ -107,7 +112,7 @@ def is_qualified_name(v: str) -> list[str]:
                 + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
     if not name:
         errs.append("name part must be non-empty")
-    elif len(name) > 63:
+    elif byte_len(name) > 63:
         errs.append("name part " + max_len_error(63))
     if not _LABEL_KEY.fullmatch(name):
         errs.append("name part " + regex_error(_LABEL_KEY_MSG, LABEL_KEY_FMT, "MyName", "my.name",
@@ -117,7 +122,7 @@ def is_qualified_name(v: str) -> list[str]:
 
 def is_label_value(v: str) -> list[str]:
     errs = []
-    if len(v) > 63:
+    if byte_len(v) > 63:
         errs.append(max_len_error(63))
     if not _LABEL_VALUE.fullmatch(v):
         errs.append(regex_error(_LABEL_VALUE_MSG, LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))

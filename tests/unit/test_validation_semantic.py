@@ -214,7 +214,7 @@ def test_bad_object_names() -> None:
     assert "a DNS-1035 label must consist of" in causes_of(svc)[0]["message"]
     long = {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "a" * 254, "namespace": "d"}}
-    assert causes_of(long)[0]["message"].endswith("must be no more than 253 characters")
+    assert causes_of(long)[0]["message"].endswith("must be no more than 253 bytes")
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": "a/b", "namespace": "d"}, "rules": []}
     assert messages(causes_of(role)) == ["metadata.name: Invalid value: \"a/b\": may not contain '/'"]
@@ -265,7 +265,7 @@ def test_labels_and_annotations_syntax() -> None:
     assert any(m.startswith('metadata.labels: Invalid value: "-bad-": a valid label must be an '
                             "empty string") for m in got)
     assert f'metadata.labels: Invalid value: "{"x" * 64}": name part must be no more than 63 ' \
-           "characters" in got
+           "bytes" in got
     assert any(m.startswith('metadata.annotations: Invalid value: "a/b/c": a valid label key must '
                             "consist of") for m in got)
     assert len(got) == 4
