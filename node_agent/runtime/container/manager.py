@@ -70,7 +70,8 @@ class ContainerManager:
         self.sys = sys
         self.force_copy_rootfs = force_copy_rootfs
         self.create_timeout = create_timeout
-        self._shim_fds: dict[str, int] = {}
+        self._shim_fds: dict[str, int] = {}  # pidfds of shims
+        self._exited_fds: dict[str, int] = {}  # EOF once a shim we started recorded the exit
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -158,16 +159,20 @@ class ContainerManager:
                                                  "started_at": None})
         os.mkfifo(os.path.join(d, "start.fifo"), 0o600)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        exited_r, exited_w = os.pipe2(os.O_CLOEXEC)
+        self._exited_fds[spec.id] = exited_r
         try:
-            _, fds = self.forkserver.call("shim", {"state_dir": d}, [ready_w])
-            os.close(ready_w)
-            ready_w = -1
+            _, fds = self.forkserver.call("shim", {"state_dir": d}, [ready_w, exited_w])
             self._shim_fds[spec.id] = fds[0]
+            os.close(ready_w)
+            os.close(exited_w)
+            ready_w = exited_w = -1
             answer = _read_line(ready_r, self.create_timeout)
         finally:
             os.close(ready_r)
-            if ready_w >= 0:
-                os.close(ready_w)
+            for fd in (ready_w, exited_w):
+                if fd >= 0:
+                    os.close(fd)
         if answer != "ok":
             detail = answer[6:] if answer and answer.startswith("error ") else "init exited without a word"
             raise ContainerError(f"creating container {spec.id}: {detail or 'timed out'}")
@@ -197,7 +202,9 @@ class ContainerManager:
 
     def wait(self, cid: str, timeout: float | None = None) -> ContainerStatus:
         """Block until the container has exited (or `timeout`); returns its status."""
-        fd = self._shim_fd(cid)
+        fd = self._exited_fds.get(cid)
+        if fd is None:  # a container from before a restart: wait for its shim to end
+            fd = self._shim_fd(cid)
         if fd is not None:
             select.select([fd], [], [], timeout)
         return self.status(cid)
@@ -238,6 +245,9 @@ class ContainerManager:
             select.select([fd], [], [], 5.0)
             os.close(fd)
             self._shim_fds.pop(cid, None)
+        exited = self._exited_fds.pop(cid, None)
+        if exited is not None:
+            os.close(exited)
         if self.cgroups.exists(cgroup):
             self.cgroups.remove(cgroup)
         shutil.rmtree(self.state_dir(cid), ignore_errors=True)
@@ -349,9 +359,10 @@ class ContainerManager:
         return collect(proc, timeout)
 
     def close(self) -> None:
-        for fd in self._shim_fds.values():
+        for fd in [*self._shim_fds.values(), *self._exited_fds.values()]:
             os.close(fd)
         self._shim_fds.clear()
+        self._exited_fds.clear()
 
 
 def _read_line(fd: int, timeout: float) -> str | None:

@@ -13,8 +13,8 @@ from .forkserver import ForkServer, Handler, fork_child, pidfd
 
 def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
     def start_shim(args: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], list[int]]:
-        (ready_w,) = fds
-        pid = fork_child(lambda: shim.main(sys, cgroups, args["state_dir"], ready_w), {ready_w})
+        ready_w, exited_w = fds
+        pid = fork_child(lambda: shim.main(sys, cgroups, args["state_dir"], ready_w, exited_w), set(fds))
         return {"pid": pid}, [pidfd(pid)]
 
     def start_exec(args: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], list[int]]:

@@ -184,12 +184,12 @@ def compile_for(seccomp: Seccomp, cap_mask: int, privileged: bool) -> bytes | No
     if seccomp.type == SECCOMP_LOCALHOST:
         path = seccomp.localhost_path or ""
         profile, where = load_localhost(path), f"seccomp Localhost profile {path}"
-    else:
-        profile, where = default_profile(), "RuntimeDefault seccomp profile"
-    key = hashlib.sha256(json.dumps([profile, cap_mask], sort_keys=True).encode()).hexdigest()
+        key = hashlib.sha256(json.dumps([profile, cap_mask], sort_keys=True).encode()).hexdigest()
+    else:  # the default profile only varies with the capabilities
+        profile, where, key = None, "RuntimeDefault seccomp profile", f"default:{cap_mask}"
     if key not in _cache:
         try:
-            _cache[key] = libseccomp.compile_filter(build_filter(profile, cap_mask, where))
+            _cache[key] = libseccomp.compile_filter(build_filter(profile or default_profile(), cap_mask, where))
         except OSError as e:
             raise SpecError(f"{where}: cannot compile: {e}") from None
     return _cache[key]

@@ -33,8 +33,12 @@ REOPEN_LOG = signal.SIGUSR1
 _DRAIN_SECONDS = 2.0
 
 
-def main(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, ready_fd: int) -> None:
-    """The shim's life; ends with os._exit."""
+def main(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, ready_fd: int, exited_fd: int = -1) -> None:
+    """The shim's life; ends with os._exit.
+
+    `exited_fd` (optional) is closed as soon as exit.json is written, so the
+    runtime that created us wakes without waiting for this process to end.
+    """
     try:
         os.setsid()
         sys.set_name("timonel-shim")
@@ -42,7 +46,7 @@ def main(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, ready_fd: int) -> 
         launch = read_json(os.path.join(state_dir, "launch.json"))
         if launch is None:
             raise RuntimeError(f"{state_dir}/launch.json is missing or unreadable")
-        code = _supervise(sys, cgroups, state_dir, launch, ready_fd)
+        code = _supervise(sys, cgroups, state_dir, launch, ready_fd, exited_fd)
     except BaseException as e:
         try:
             os.write(ready_fd, f"error shim: {type(e).__name__}: {e}\n".encode())
@@ -64,7 +68,7 @@ def _stdio(log_file: str) -> None:
 
 
 def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict[str, Any],
-               ready_fd: int) -> int:
+               ready_fd: int, exited_fd: int) -> int:
     cfg = init_config_from_dict(launch["init"])
     bpf_path = os.path.join(state_dir, "seccomp.bpf")
     if os.path.exists(bpf_path):
@@ -97,6 +101,8 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
         os.dup2(null, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
+        if exited_fd >= 0:
+            os.close(exited_fd)
         init.run(sys, cfg, ready_fd, start_fd)
         os._exit(1)
     for fd in (out_w, err_w, ready_fd, start_fd):
@@ -156,6 +162,8 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
     write_json(os.path.join(state_dir, "exit.json"), {
         "exit_code": code, "reason": reason, "oom_killed": oom, "message": "",
         "finished_at": time.time_ns()})
+    if exited_fd >= 0:
+        os.close(exited_fd)
     os.waitpid(pid, 0)  # only now may the pid be reused: exit.json is written
     return 0
 
