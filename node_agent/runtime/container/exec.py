@@ -8,6 +8,9 @@ host PID namespace, reports `pid N` and `exit N` on a status pipe, and reaps.
 
 from __future__ import annotations
 
+# socket.send_fds imports array lazily; once in the container's mount namespace
+# no import can succeed, so have it loaded already.
+import array  # noqa: F401
 import fcntl
 import os
 import select

@@ -130,6 +130,14 @@ class ContainerManager:
     # -- lifecycle --
     def create(self, spec: ContainerSpec) -> ContainerStatus:
         spec.validate()
+        for i, layer in enumerate(spec.rootfs_layers):
+            if not os.path.isdir(layer):
+                raise SpecError(f"container {spec.id}: rootfs_layers[{i}] {layer} is not a directory; "
+                                "is the image unpacked?")
+        for i, m in enumerate(spec.mounts):
+            if not os.path.exists(m.source):
+                raise SpecError(f"container {spec.id}: mounts[{i}].source {m.source} does not exist; "
+                                "create it before the container")
         with self._lock(spec.id):
             d = self.state_dir(spec.id)
             if os.path.exists(d):

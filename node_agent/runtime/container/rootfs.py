@@ -41,7 +41,9 @@ MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/pro
                 "/sys/firmware", "/sys/devices/virtual/powercap"]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
-_MAX_MOUNT_DATA = 4000  # the kernel copies at most one page of mount options
+_MAX_MOUNT_DATA = 4000
+# Errors that mean "overlay cannot be used here" (rather than "bad layers"): copy instead.
+_NO_OVERLAY = (errno.EINVAL, errno.ENODEV, errno.EOPNOTSUPP, errno.ENOSYS)  # the kernel copies at most one page of mount options
 
 
 @dataclass
@@ -103,7 +105,7 @@ def overlay_options(layers: list[str], upper: str, work: str) -> str:
     return f"lowerdir={':'.join(layers)},upperdir={upper},workdir={work}"
 
 
-def mount_overlay(sys: SyscallsLike, plan: RootfsPlan) -> None:
+def mount_overlay(sys: SyscallsLike, plan: RootfsPlan, flags: int = 0) -> None:
     data = overlay_options(plan.layers, plan.upper, plan.work)
     if len(data) > _MAX_MOUNT_DATA:
         # Too long for one page: mount from the layers' common parent with relative paths.
@@ -113,11 +115,11 @@ def mount_overlay(sys: SyscallsLike, plan: RootfsPlan) -> None:
         cwd = os.getcwd()
         sys.chdir(common)
         try:
-            sys.mount("overlay", plan.root, "overlay", 0, data)
+            sys.mount("overlay", plan.root, "overlay", flags, data)
         finally:
             sys.chdir(cwd)
         return
-    sys.mount("overlay", plan.root, "overlay", 0, data)
+    sys.mount("overlay", plan.root, "overlay", flags, data)
 
 
 def _clear_dir(path: str) -> None:
@@ -193,19 +195,29 @@ def _bind(sys: SyscallsLike, source: str, target: str, read_only: bool, extra: i
 
 
 def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
-    """Make `/` private, assemble the rootfs at plan.root with its kernel filesystems."""
+    """Make `/` private, assemble the rootfs at plan.root with its kernel filesystems.
+
+    Unless privileged, everything but the bind-mounted device nodes and
+    /dev/pts is `nodev`: with CAP_MKNOD (in Docker's default set) a container
+    could otherwise create /dev/sda and read the host's disk. This stands in
+    for Docker's device cgroup allow list, on cgroup v1 and v2 alike.
+    """
+    nodev_unless_privileged = 0 if plan.privileged else MS_NODEV
     sys.mount(None, "/", None, MS_REC | MS_PRIVATE)
     try:
         if plan.force_copy:
             raise OSError(errno.EINVAL, "copy requested")
-        mount_overlay(sys, plan)
+        mount_overlay(sys, plan, nodev_unless_privileged)
     except OSError as e:
+        if e.errno not in _NO_OVERLAY:
+            raise OSError(e.errno, f"mounting the overlay rootfs: {e.strerror}; check the image layers "
+                                   f"{plan.layers}") from None
         # e.g. the state dir is itself on overlay (a Docker container's root).
         log.info("overlay unavailable, copying layers root=%s err=%s", plan.root, e)
         if not os.path.exists(os.path.join(plan.copy_dir, ".timonel-complete")):
             copy_layers(plan.layers, plan.copy_dir)
             open(os.path.join(plan.copy_dir, ".timonel-complete"), "w").close()
-        sys.mount(plan.copy_dir, plan.root, None, MS_BIND | MS_REC)
+        _bind(sys, plan.copy_dir, plan.root, read_only=False, extra=nodev_unless_privileged)
     r = plan.root
     nodev = MS_NOSUID | MS_NOEXEC | MS_NODEV
 
@@ -217,7 +229,8 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
     sys.mount("proc", at("/proc"), "proc", nodev)
     sys.mount("sysfs", at("/sys"), "sysfs", nodev | (0 if plan.privileged else MS_RDONLY))
     dev = at("/dev")
-    sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
+    sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME | nodev_unless_privileged,
+              "mode=755,size=65536k")
     sys.mount("devpts", at("/dev/pts"), "devpts", MS_NOSUID | MS_NOEXEC,
               "newinstance,ptmxmode=0666,mode=0620,gid=5")
     sys.mount("shm", at("/dev/shm"), "tmpfs", nodev, "mode=1777,size=65536k")
@@ -233,7 +246,7 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
         if not os.path.lexists(os.path.join(dev, name)):
             os.symlink(target, os.path.join(dev, name))
     for dest, source in plan.etc_files.items():
-        _bind(sys, source, at(dest, is_dir=False), read_only=False)
+        _bind(sys, source, at(dest, is_dir=False), read_only=False, extra=nodev_unless_privileged)
     for m in plan.mounts:
         try:
             is_dir = os.path.isdir(m.source)
@@ -241,7 +254,7 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
             is_dir = True
         if not os.path.exists(m.source):
             raise OSError(errno.ENOENT, f"mount source {m.source} (for {m.destination}) does not exist")
-        _bind(sys, m.source, at(m.destination, is_dir), m.read_only)
+        _bind(sys, m.source, at(m.destination, is_dir), m.read_only, extra=nodev_unless_privileged)
     at(plan.working_dir)
     if not plan.privileged:
         _mask(sys, r, plan.masked_paths, plan.readonly_paths)

@@ -84,6 +84,19 @@ def test_mount_and_unshare_fail_in_a_default_container(rt: Runtime) -> None:
     assert out.count("Operation not permitted") >= 2
 
 
+def test_mknod_keeps_the_capability_but_no_device_opens(rt: Runtime) -> None:
+    # CAP_MKNOD is in Docker's default set; the host's disk must stay out of reach anyway.
+    disk = os.stat("/dev/vda" if os.path.exists("/dev/vda") else "/dev/null").st_rdev
+    major, minor = os.major(disk), os.minor(disk)
+    script = (f"for d in /tmp /dev /rw; do mknod $d/disk b {major} {minor} && echo made-in-$d; "
+              f"head -c1 $d/disk >/dev/null && echo READ-$d; done; head -c1 /dev/zero | wc -c")
+    code, out = rt.run("mknod", ["sh", "-c", script], mounts=[Mount(rt.root, "/rw")])
+    assert code == 0, out
+    assert "made-in-/tmp" in out and "made-in-/dev" in out and "made-in-/rw" in out
+    assert "READ-" not in out and out.count("Permission denied") == 3
+    assert out.strip().endswith("1")  # the bind-mounted /dev/zero still works
+
+
 def test_privileged_gets_everything_and_unconfined_no_filter(rt: Runtime) -> None:
     code, out = rt.run("iso6", ["sh", "-c", "cat /proc/self/status; mount -t tmpfs none /tmp && echo mounted"],
                        privileged=True)

@@ -22,6 +22,7 @@ from timonel.node_agent.runtime.linux.constants import (
     CLONE_NEWUTS,
     MNT_DETACH,
     MS_BIND,
+    MS_NODEV,
     MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
@@ -104,13 +105,16 @@ def test_mount_rootfs_sequence(tmp_path: Path) -> None:
     rootfs.mount_rootfs(sys, plan)
     mounts = sys.find("mount")
     assert mounts[0] == (None, "/", None, MS_REC | MS_PRIVATE, None)  # private before anything
-    _src, target, fstype, _, opts = mounts[1]
-    assert (fstype, target) == ("overlay", plan.root)
+    _src, target, fstype, flags, opts = mounts[1]
+    assert (fstype, target, flags) == ("overlay", plan.root, MS_NODEV)
     assert opts == f"lowerdir={plan.layers[0]},upperdir={plan.upper},workdir={plan.work}"
-    by_target = {m[1][len(plan.root):]: m for m in mounts[2:]}
+    by_target: dict = {}
+    for m in mounts[2:]:  # the first mount on each target (a remount may follow)
+        by_target.setdefault(m[1][len(plan.root):], m)
     assert by_target["/proc"][2] == "proc"
     assert by_target["/sys"][3] & MS_RDONLY
-    assert by_target["/dev"][2] == "tmpfs"
+    assert by_target["/dev"][2] == "tmpfs" and by_target["/dev"][3] & MS_NODEV  # no mknod'ed disks
+    assert not by_target["/dev/pts"][3] & MS_NODEV
     assert "newinstance" in by_target["/dev/pts"][4]
     assert by_target["/dev/shm"][2] == "tmpfs" and by_target["/dev/mqueue"][2] == "mqueue"
     for dev in ("null", "zero", "full", "random", "urandom", "tty"):
@@ -118,7 +122,7 @@ def test_mount_rootfs_sequence(tmp_path: Path) -> None:
     assert by_target["/etc/hosts"][0] == plan.etc_files["/etc/hosts"]
     data_mounts = [m for m in mounts if m[1] == plan.root + "/data"]
     assert data_mounts[0][3] == MS_BIND | MS_REC
-    assert data_mounts[1][3] & (MS_REMOUNT | MS_RDONLY) == MS_REMOUNT | MS_RDONLY
+    assert data_mounts[1][3] & (MS_REMOUNT | MS_RDONLY | MS_NODEV) == MS_REMOUNT | MS_RDONLY | MS_NODEV
     assert os.readlink(Path(plan.root) / "dev/ptmx") == "pts/ptmx"
     assert os.readlink(Path(plan.root) / "dev/fd") == "/proc/self/fd"
 
@@ -146,6 +150,15 @@ def test_overlay_failure_falls_back_to_a_copy(tmp_path: Path) -> None:
     rootfs.mount_rootfs(sys, plan)
     assert (Path(plan.copy_dir) / "bin/sh").read_text() == "sh"
     assert sys.find("mount")[2] == (plan.copy_dir, plan.root, None, MS_BIND | MS_REC, None)
+    assert sys.find("mount")[3] == (None, plan.root, None, MS_REMOUNT | MS_BIND | MS_NODEV, None)
+
+
+def test_bad_layers_are_an_error_not_a_copy(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path)
+    sys = FakeSyscalls(fail={"mount:overlay": FileNotFoundError(errno.ENOENT, "No such file or directory")})
+    with pytest.raises(OSError, match="mounting the overlay rootfs: No such file or directory; check the image"):
+        rootfs.mount_rootfs(sys, plan)
+    assert not os.path.exists(plan.copy_dir)
 
 
 def test_long_layer_lists_mount_with_relative_paths(tmp_path: Path) -> None:
