@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..cgroups import Cgroups
+from ..cgroups import Cgroups, Resources
 from ..linux import SyscallsLike
 from . import launch as launch_mod
 from . import seccomp
@@ -216,6 +216,17 @@ class ContainerManager:
         if fd is not None:
             select.select([fd], [], [], timeout)
         return self.status(cid)
+
+    def signal(self, cid: str, sig: int) -> None:
+        """Send `sig` to the container's PID 1 (which ignores signals it has no handler for)."""
+        st = self.status(cid)
+        if st.state not in (RUNNING, CREATED):
+            raise ContainerError(f"container {cid} is {st.state}; only a live container can be signalled")
+        self._signal_init(cid, sig)
+
+    def update_resources(self, cid: str, resources: Resources) -> None:
+        """Change the limits of a container's cgroup (CRI UpdateContainerResources)."""
+        self.cgroups.update(self._meta(cid)["cgroup"], resources)
 
     def stop(self, cid: str, timeout: float = 10.0) -> ContainerStatus:
         """SIGTERM, then SIGKILL after `timeout` seconds (PID 1 may ignore SIGTERM)."""

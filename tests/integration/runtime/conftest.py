@@ -101,3 +101,8 @@ def rt(busybox_layer: str, tmp_path: Path) -> Iterator[Runtime]:
         if r.cgroups.exists(parent):
             r.cgroups.kill(parent)
             r.cgroups.remove(parent)
+        for d in r.cgroups.dirs("timonel-test"):  # shared by concurrent runs: only if empty
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass

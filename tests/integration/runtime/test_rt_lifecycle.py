@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import Runtime, log_text, needs_root
 
+from timonel.node_agent.runtime.cgroups import Resources
 from timonel.node_agent.runtime.container import ContainerError
 from timonel.node_agent.runtime.container.logs import parse_line
 
@@ -46,6 +48,19 @@ def test_sigterm_ignoring_pid1_is_killed_after_the_timeout(rt: Runtime) -> None:
     took = time.monotonic() - t0
     assert (st.exit_code, st.reason) == (137, "Error")
     assert 1.0 <= took < 10.0
+
+
+def test_signal_and_update_resources(rt: Runtime) -> None:
+    rt.containers.create(rt.spec("sig", ["sh", "-c", "trap 'echo got-usr1' USR1; while :; do sleep 0.1; done"]))
+    rt.containers.start("sig")
+    time.sleep(0.3)
+    rt.containers.signal("sig", signal.SIGUSR1)
+    deadline = time.monotonic() + 20
+    while "got-usr1" not in log_text(rt.containers.status("sig").log_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "got-usr1" in log_text(rt.containers.status("sig").log_path)
+    rt.containers.update_resources("sig", Resources(memory_limit=48 << 20))
+    assert rt.containers.stats("sig").memory_limit_bytes == 48 << 20
 
 
 def test_sigterm_handler_gets_to_exit_cleanly(rt: Runtime) -> None:
@@ -161,8 +176,14 @@ def test_layers_stack_top_first_with_whiteouts(rt: Runtime, tmp_path: Path, copy
 def test_containers_survive_a_restart_of_their_manager(rt: Runtime) -> None:
     rt.containers.create(rt.spec("keep", ["sh", "-c", "while :; do echo tick; sleep 0.2; done"]))
     rt.containers.start("keep")
+    rt.containers.create(rt.spec("later", ["sh", "-c", "echo started-after-restart"]))
     pid = rt.containers.status("keep").pid
     rt.reopen()  # a new fork server and manager: the shim and container live on
+    assert rt.containers.status("later").state == "created"
+    rt.containers.start("later")
+    st = rt.containers.wait("later", 20)
+    assert st.exit_code == 0 and log_text(st.log_path) == "started-after-restart\n"
+    rt.containers.remove("later")
     st = rt.containers.status("keep")
     assert (st.state, st.pid) == ("running", pid)
     assert [c.id for c in rt.containers.list()] == ["keep"]
