@@ -195,7 +195,7 @@ def test_containers_survive_a_restart_of_their_manager(rt: Runtime) -> None:
     assert st.state == "exited" and st.exit_code == 137  # PID 1 without a TERM trap ignores SIGTERM: killed
 
 
-def _snapshot(rt: Runtime) -> dict[str, object]:
+def _snapshot(rt: Runtime) -> dict[str, int]:
     with open("/proc/self/mountinfo") as f:
         mounts = sum(1 for _ in f)
     cgroups = 0
