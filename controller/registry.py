@@ -1,0 +1,17 @@
+"""Every controller the manager can run, by the name `--controllers` uses
+(upstream's names: `replicaset`, `deployment`, `garbagecollector`, ...).
+
+Adding a controller is one import and one row. Each value is an
+`async def run(ctx: ControllerContext) -> None` (see context.py).
+"""
+
+from __future__ import annotations
+
+from timonel.controller.context import Controller
+
+CONTROLLERS: dict[str, Controller] = {
+}
+
+# Controllers that run unless `--controllers` names them: all of them, as
+# upstream's "*" (upstream's few default-off controllers are not built here).
+DEFAULT_CONTROLLERS: tuple[str, ...] = tuple(CONTROLLERS)
