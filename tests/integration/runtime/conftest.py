@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-from rt_busybox import build_rootfs, ensure_busybox
 
 from timonel.node_agent.runtime.cgroups import Cgroups, detect
 from timonel.node_agent.runtime.container import (
@@ -23,6 +19,8 @@ from timonel.node_agent.runtime.container import (
 from timonel.node_agent.runtime.container.forkserver import ForkServer
 from timonel.node_agent.runtime.linux import Syscalls
 from timonel.node_agent.runtime.sandbox import SandboxManager
+
+from .rt_busybox import build_rootfs, ensure_busybox
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts and cgroups")
 

@@ -8,9 +8,10 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import needs_root
 
 from timonel.node_agent.runtime.cgroups import CgroupV2, Resources
+
+from .conftest import needs_root
 
 pytestmark = needs_root
 

@@ -7,10 +7,10 @@ import os
 import re
 from pathlib import Path
 
-from conftest import Runtime, needs_root
-
 from timonel.node_agent.runtime.container import Mount, Rlimit, Seccomp, User
 from timonel.node_agent.runtime.container.capabilities import effective_set
+
+from .conftest import Runtime, needs_root
 
 pytestmark = needs_root
 

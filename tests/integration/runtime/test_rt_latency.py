@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import Runtime, needs_root
+from .conftest import Runtime, needs_root
 
 pytestmark = needs_root
 

@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Runtime, log_text, needs_root
 
 from timonel.node_agent.runtime.cgroups import Resources
 from timonel.node_agent.runtime.container import ContainerError
 from timonel.node_agent.runtime.container.logs import parse_line
+
+from .conftest import Runtime, log_text, needs_root
 
 pytestmark = needs_root
 

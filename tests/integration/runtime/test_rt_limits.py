@@ -6,9 +6,9 @@ import os
 import select
 import time
 
-from conftest import Runtime, needs_root
-
 from timonel.node_agent.runtime.cgroups import CgroupV1, Resources
+
+from .conftest import Runtime, needs_root
 
 pytestmark = needs_root
 

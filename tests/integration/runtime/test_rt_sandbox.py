@@ -6,10 +6,11 @@ import os
 import time
 
 import pytest
-from conftest import Runtime, needs_root
 
 from timonel.node_agent.runtime.cgroups import Resources
 from timonel.node_agent.runtime.sandbox import SandboxError, SandboxSpec
+
+from .conftest import Runtime, needs_root
 
 pytestmark = needs_root
 
