@@ -89,6 +89,9 @@ def init_cpuset(path: str) -> None:
             write(own, read(os.path.join(os.path.dirname(path), name)).strip())
 
 
+KNOWN_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
+                     "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc"}
+
 APPLIERS = {"memory": apply_memory, "cpu": apply_cpu, "pids": apply_pids, "blkio": apply_blkio}
 
 
@@ -126,6 +129,20 @@ class CgroupV1:
             if mount not in seen:
                 seen.append(mount)
         return seen
+
+    def mount_specs(self) -> tuple[list[list[str]], dict[str, str]]:
+        """How to mount these hierarchies again inside a container: ([dir, fstype, options]...), links."""
+        specs = []
+        for mount in self._mounts():
+            name = os.path.basename(mount)
+            if mount == self.unified:
+                specs.append([name, "cgroup2", ""])
+                continue
+            opts = [p if p in KNOWN_CONTROLLERS else f"name={p}" for p in name.split(",")]
+            specs.append([name, "cgroup", ",".join(opts)])
+        links = {alias: os.path.basename(m) for alias, m in self.hierarchies.items()
+                 if alias != os.path.basename(m) and os.sep not in alias}
+        return specs, links
 
     def dirs(self, rel: str) -> list[str]:
         return [os.path.join(m, rel.strip("/")) for m in self._mounts()]

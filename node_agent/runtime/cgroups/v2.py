@@ -90,6 +90,10 @@ class CgroupV2:
     def dir(self, rel: str) -> str:
         return os.path.join(self.root, rel.strip("/"))
 
+    def mount_specs(self) -> tuple[list[list[str]], dict[str, str]]:
+        """How to mount this tree again inside a container (see CgroupV1.mount_specs)."""
+        return [["", "cgroup2", ""]], {}
+
     def dirs(self, rel: str) -> list[str]:
         return [self.dir(rel)]
 

@@ -58,7 +58,8 @@ def etc_files(spec: ContainerSpec, state_dir: str) -> dict[str, str]:
 
 
 def build(spec: ContainerSpec, state_dir: str, cgroup: str, procs_files: list[str],
-          force_copy: bool = False) -> tuple[dict[str, Any], int]:
+          force_copy: bool = False,
+          cgroup_mounts: tuple[list[list[str]], dict[str, str]] = ([], {})) -> tuple[dict[str, Any], int]:
     """The launch plan (JSON-able) and the capability mask it keeps."""
     caps = effective_set(spec.cap_add, spec.cap_drop, spec.privileged)
     cred = Credentials(
@@ -77,6 +78,8 @@ def build(spec: ContainerSpec, state_dir: str, cgroup: str, procs_files: list[st
         readonly_paths=READONLY_PATHS if spec.readonly_paths is None else spec.readonly_paths,
         working_dir=spec.working_dir,
         force_copy=force_copy,
+        cgroup_mounts=cgroup_mounts[0],
+        cgroup_links=cgroup_mounts[1],
     )
     join = {k: p for k, p in spec.namespaces.items() if k in _SHARED_KINDS}
     extra_env = {"HOSTNAME": spec.hostname} if spec.hostname else {}

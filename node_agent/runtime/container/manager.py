@@ -154,7 +154,8 @@ class ContainerManager:
 
     def _create(self, spec: ContainerSpec, d: str, cgroup: str) -> None:
         self.cgroups.create(cgroup, spec.resources)
-        plan, caps = launch_mod.build(spec, d, cgroup, self.cgroups.procs_files(cgroup), self.force_copy_rootfs)
+        plan, caps = launch_mod.build(spec, d, cgroup, self.cgroups.procs_files(cgroup), self.force_copy_rootfs,
+                                      self.cgroups.mount_specs())
         if spec.log_path:
             os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
         bpf = seccomp.compile_for(spec.seccomp, caps, spec.privileged)

@@ -60,6 +60,10 @@ class RootfsPlan:
     readonly_paths: list[str] = field(default_factory=lambda: list(READONLY_PATHS))
     working_dir: str = "/"
     force_copy: bool = False
+    # The host's cgroup filesystems, re-mounted at /sys/fs/cgroup (seen through the
+    # container's cgroup namespace): [dir, fstype, options]; [["", "cgroup2", ""]] on v2.
+    cgroup_mounts: list[list[str]] = field(default_factory=list)
+    cgroup_links: dict[str, str] = field(default_factory=dict)  # "cpu" -> "cpu,cpuacct"
 
 
 def secure_join(root: str, path: str) -> str:
@@ -255,9 +259,27 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
         if not os.path.exists(m.source):
             raise OSError(errno.ENOENT, f"mount source {m.source} (for {m.destination}) does not exist")
         _bind(sys, m.source, at(m.destination, is_dir), m.read_only, extra=nodev_unless_privileged)
+    if plan.cgroup_mounts:
+        _mount_cgroups(sys, at("/sys/fs/cgroup"), plan)
     at(plan.working_dir)
     if not plan.privileged:
         _mask(sys, r, plan.masked_paths, plan.readonly_paths)
+
+
+def _mount_cgroups(sys: SyscallsLike, base: str, plan: RootfsPlan) -> None:
+    """/sys/fs/cgroup, read-only unless privileged: runtimes such as the JVM size themselves from it."""
+    flags = MS_NOSUID | MS_NOEXEC | MS_NODEV | (0 if plan.privileged else MS_RDONLY)
+    if len(plan.cgroup_mounts) == 1 and plan.cgroup_mounts[0][0] == "":
+        sys.mount("cgroup2", base, "cgroup2", flags)
+        return
+    sys.mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=755,size=64k")
+    for name, fstype, options in plan.cgroup_mounts:
+        target = os.path.join(base, name)
+        os.makedirs(target, exist_ok=True)
+        sys.mount(fstype, target, fstype, flags, options or None)
+    for link, target in plan.cgroup_links.items():
+        os.symlink(target, os.path.join(base, link))
+    sys.mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV)
 
 
 def _host_devices(dev: str) -> None:

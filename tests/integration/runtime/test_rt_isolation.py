@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from timonel.node_agent.runtime.cgroups import Resources
 from timonel.node_agent.runtime.container import Mount, Rlimit, Seccomp, User
 from timonel.node_agent.runtime.container.capabilities import effective_set
 
@@ -95,6 +96,22 @@ def test_mknod_keeps_the_capability_but_no_device_opens(rt: Runtime) -> None:
     assert "made-in-/tmp" in out and "made-in-/dev" in out and "made-in-/rw" in out
     assert "READ-" not in out and out.count("Permission denied") == 3
     assert out.strip().endswith("1")  # the bind-mounted /dev/zero still works
+
+
+def test_cgroup_namespace_and_sys_fs_cgroup(rt: Runtime) -> None:
+    limit = 64 << 20
+    code, out = rt.run("cgns", ["sh", "-c", "cat /proc/self/cgroup; echo ---; ls /sys/fs/cgroup; echo ---; "
+                                            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                                            "/sys/fs/cgroup/memory.max 2>/dev/null; echo ---; "
+                                            "echo 1 > /sys/fs/cgroup/pids/pids.max; "
+                                            "echo 1 > /sys/fs/cgroup/pids.max; true"],
+                       resources=Resources(memory_limit=limit))
+    assert code == 0, out
+    own, listing, limit_seen, attempts = out.split("---\n")
+    assert all(line.endswith(":/") for line in own.split())  # its cgroup is its root
+    assert int(limit_seen.split()[0]) == limit  # the JVM and friends can size themselves
+    assert "memory" in listing.split() or "memory.max" in listing.split()
+    assert "Read-only file system" in attempts
 
 
 def test_privileged_gets_everything_and_unconfined_no_filter(rt: Runtime) -> None:

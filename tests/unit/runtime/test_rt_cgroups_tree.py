@@ -283,3 +283,17 @@ def test_weight_conversions_match_runc() -> None:
     assert shares_to_weight(262144) == 10000
     assert shares_to_weight(1024) == 39
     assert blkio_to_io_weight(10) == 1 and blkio_to_io_weight(1000) == 10000
+
+
+def test_mount_specs_for_containers(v1_root: Path, tmp_path: Path) -> None:
+    specs, links = CgroupV1.discover(str(v1_root)).mount_specs()
+    assert ["systemd", "cgroup", "name=systemd"] in specs
+    assert ["unified", "cgroup2", ""] in specs and ["memory", "cgroup", "memory"] in specs
+    assert links == {}
+    combined = tmp_path / "combined"
+    fake_dir(combined / "cpu,cpuacct", [])
+    os.symlink("cpu,cpuacct", combined / "cpu")
+    specs, links = CgroupV1.discover(str(combined)).mount_specs()
+    assert specs == [["cpu,cpuacct", "cgroup", "cpu,cpuacct"]]
+    assert links == {"cpu": "cpu,cpuacct", "cpuacct": "cpu,cpuacct"}
+    assert CgroupV2(str(tmp_path)).mount_specs() == ([["", "cgroup2", ""]], {})

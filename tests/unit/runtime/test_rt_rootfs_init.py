@@ -137,6 +137,22 @@ def test_mount_target_symlink_cannot_reach_the_host(tmp_path: Path) -> None:
     assert "/x" not in targets
 
 
+def test_sys_fs_cgroup_is_mounted_read_only(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, cgroup_mounts=[["memory", "cgroup", "memory"], ["unified", "cgroup2", ""]],
+                    cgroup_links={"mem": "memory"})
+    sys = FakeSyscalls()
+    rootfs.mount_rootfs(sys, plan)
+    base = plan.root + "/sys/fs/cgroup"
+    mine = [m for m in sys.find("mount") if m[1].startswith(base)]
+    assert [(m[1][len(base):], m[2]) for m in mine] == [("", "tmpfs"), ("/memory", "cgroup"),
+                                                        ("/unified", "cgroup2"), ("", None)]
+    assert mine[1][4] == "memory" and mine[1][3] & MS_RDONLY and mine[-1][3] & MS_RDONLY
+    assert os.readlink(base + "/mem") == "memory"
+    v2 = FakeSyscalls()
+    rootfs.mount_rootfs(v2, plan_for(tmp_path / "v2", cgroup_mounts=[["", "cgroup2", ""]]))
+    assert [m[2] for m in v2.find("mount") if m[1].endswith("/sys/fs/cgroup")] == ["cgroup2"]
+
+
 def test_missing_bind_source_is_reported(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, mounts=[Mount("/no/such/dir", "/data")])
     with pytest.raises(OSError, match="/no/such/dir"):
