@@ -101,8 +101,9 @@ def _dispatch(handlers: dict[str, Handler], msg: bytes, fds: list[int]) -> tuple
 
 
 class ForkServer:
-    def __init__(self, handlers: dict[str, Handler]):
+    def __init__(self, handlers: dict[str, Handler], on_start: Callable[[], None] | None = None):
         self.handlers = handlers
+        self.on_start = on_start  # runs first in the server process (e.g. to name it)
         self.pid = 0
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
@@ -117,6 +118,8 @@ class ForkServer:
             try:
                 parent.close()
                 close_fds({child.fileno()})
+                if self.on_start:
+                    self.on_start()
                 _serve(child, self.handlers)
             except BaseException:
                 log.exception("fork server crashed")

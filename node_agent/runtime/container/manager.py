@@ -279,6 +279,13 @@ class ContainerManager:
             raise NotFoundError(f"container {cid} not found")
         return st
 
+    def spec(self, cid: str) -> ContainerSpec:
+        """The spec a container was created from (mounts, labels, image layers ...)."""
+        data = read_json(os.path.join(self.state_dir(cid), "spec.json"))
+        if data is None:
+            raise NotFoundError(f"container {cid} not found")
+        return ContainerSpec.from_dict(data)
+
     def list(self) -> builtins.list[ContainerStatus]:
         out = []
         for name in sorted(os.listdir(self.dir)):

@@ -27,4 +27,4 @@ def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
 
 def start_fork_server(sys: SyscallsLike, cgroups: Cgroups) -> ForkServer:
     """Start it before the process starts any thread."""
-    return ForkServer(handlers(sys, cgroups)).start()
+    return ForkServer(handlers(sys, cgroups), on_start=lambda: sys.set_name("timonel-forksrv")).start()

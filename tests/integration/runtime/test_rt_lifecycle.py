@@ -188,6 +188,7 @@ def test_containers_survive_a_restart_of_their_manager(rt: Runtime) -> None:
     st = rt.containers.status("keep")
     assert (st.state, st.pid) == ("running", pid)
     assert [c.id for c in rt.containers.list()] == ["keep"]
+    assert rt.containers.spec("keep").args[0] == "sh"
     assert rt.containers.exec_sync("keep", ["cat", "/proc/1/cmdline"], timeout=20).stdout.startswith(b"sh")
     size = os.path.getsize(st.log_path)
     time.sleep(0.6)
