@@ -78,6 +78,16 @@ def _spec_part(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
 
+# Upstream serializes these status counters even at zero (no omitempty), and
+# the schema requires them: a new object's empty status must carry them.
+_ZERO_STATUS: dict[tuple[str, str], Obj] = {
+    ("apps", "ReplicaSet"): {"replicas": 0},
+    ("apps", "StatefulSet"): {"replicas": 0, "availableReplicas": 0},
+    ("apps", "DaemonSet"): {"currentNumberScheduled": 0, "numberMisscheduled": 0,
+                            "desiredNumberScheduled": 0, "numberReady": 0},
+}
+
+
 def initial_status(rtype: ResourceType, obj: Obj) -> Obj | None:
     """The status an object starts with: what clients sent is dropped (upstream
     PrepareForCreate), except for Nodes whose agent reports status at creation."""
@@ -87,7 +97,7 @@ def initial_status(rtype: ResourceType, obj: Obj) -> Obj | None:
         return {"phase": "Active"}
     if rtype.kind == "Node" or not rtype.has_status:
         return obj.get("status")
-    return {}
+    return dict(_ZERO_STATUS.get((rtype.group, rtype.kind), {}))
 
 
 class Objects:
