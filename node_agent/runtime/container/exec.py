@@ -25,7 +25,7 @@ from typing import Any
 from ..cgroups.common import write
 from ..linux import SyscallsLike
 from ..linux.constants import NAMESPACE_FLAGS
-from .init import find_executable
+from .init import find_executable, home_dir, reset_signals
 from .security import Credentials, apply_rlimits, drop_privileges
 from .state import alive
 
@@ -76,6 +76,7 @@ def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_fd:
             sys.setns(fd, NAMESPACE_FLAGS[kind])
             os.close(fd)
         env = dict(args["env"])
+        env.setdefault("HOME", home_dir(args["uid"]))  # from the container's /etc/passwd
         exe = find_executable(args["args"][0], env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
         if args.get("tty"):
             size = args.get("tty_size")
@@ -100,6 +101,7 @@ def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_fd:
             os.chdir(args.get("cwd") or "/")
             apply_rlimits(sys, cred.rlimits)
             drop_privileges(sys, cred)
+            reset_signals()
             sys.execve(exe, args["args"], env)
         except Exception as e:
             os.write(2, f"timonel exec: {args['args'][0]}: {e}\n".encode())

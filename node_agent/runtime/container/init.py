@@ -50,7 +50,8 @@ def find_executable(name: str, path: str) -> str:
     raise InitError(f"executable file not found: {where}; check the image and the command")
 
 
-def _home(uid: int) -> str:
+def home_dir(uid: int) -> str:
+    """The user's home from the container's /etc/passwd (read after pivot_root), else /."""
     try:
         with open("/etc/passwd") as f:
             for line in f:
@@ -79,7 +80,7 @@ def setup(sys: SyscallsLike, cfg: InitConfig) -> tuple[str, dict[str, str]]:
     pivot(sys, cfg.rootfs.root, cfg.readonly_rootfs)
     env = dict(cfg.env)
     env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOME", _home(cfg.cred.uid))
+    env.setdefault("HOME", home_dir(cfg.cred.uid))
     for k, v in cfg.extra_env.items():
         env.setdefault(k, v)
     exe = find_executable(cfg.args[0], env["PATH"])
@@ -88,8 +89,17 @@ def setup(sys: SyscallsLike, cfg: InitConfig) -> tuple[str, dict[str, str]]:
     return exe, env
 
 
+def reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; an exec'd program must not inherit that
+    (`yes | head` would never end by SIGPIPE)."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def finish(sys: SyscallsLike, cfg: InitConfig, exe: str, env: dict[str, str]) -> None:
     drop_privileges(sys, cfg.cred)
+    reset_signals()
     sys.execve(exe, cfg.args, env)
 
 

@@ -61,6 +61,8 @@ def test_default_security_from_proc_self_status(rt: Runtime) -> None:
     assert status_field(out, "NoNewPrivs") == "1"
     assert status_field(out, "Seccomp") == "2"
     assert status_field(out, "Uid").split() == ["0"] * 4
+    assert int(status_field(out, "SigIgn"), 16) == 0  # nothing of Python's SIGPIPE ignoring leaks
+    assert int(status_field(out, "SigBlk"), 16) == 0
 
 
 def test_user_groups_and_capabilities_for_a_non_root_user(rt: Runtime) -> None:

@@ -104,8 +104,11 @@ def test_exec_sync_output_exit_code_timeout_and_input(rt: Runtime) -> None:
     assert r.timed_out and time.monotonic() - t0 < 10
     r = rt.containers.exec_sync("ex", ["cat"], timeout=20, input=b"fed through stdin")
     assert r.stdout == b"fed through stdin"
-    r = rt.containers.exec_sync("ex", ["grep", "-E", "NoNewPrivs|Seccomp:|CapEff", "/proc/self/status"], timeout=20)
+    r = rt.containers.exec_sync("ex", ["grep", "-E", "NoNewPrivs|Seccomp:|CapEff|SigIgn", "/proc/self/status"],
+                                timeout=20)
     assert b"NoNewPrivs:\t1" in r.stdout and b"Seccomp:\t2" in r.stdout and b"a80425fb" in r.stdout
+    assert b"SigIgn:\t0000000000000000" in r.stdout
+    assert rt.containers.exec_sync("ex", ["sh", "-c", "echo $HOME"], timeout=20).stdout == b"/root\n"
     with pytest.raises(RuntimeError, match="executable file not found"):
         rt.containers.exec_sync("ex", ["no-such-tool"], timeout=20)
 
