@@ -24,6 +24,8 @@ class ControllerOptions:
     # Node lifecycle: a node whose Lease is older than this is NotReady/Unknown.
     node_monitor_grace_period: float = 40.0
     node_monitor_period: float = 5.0
+    # A node that never posted a Ready condition gets this long (upstream 60 s).
+    node_startup_grace_period: float = 60.0
     # Default tolerationSeconds for the unreachable/not-ready NoExecute taints
     # is set on pods by admission (300 s); pods without one are evicted at once.
     cluster_cidr: str = "10.244.0.0/16"

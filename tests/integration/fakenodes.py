@@ -103,6 +103,20 @@ class FakeNodes:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def resume_heartbeat(self, name: str) -> None:
+        """A kubelet coming back: post Ready=True again, then renew the Lease."""
+        node = await self.client.get(NODES, "", name)
+        now = meta.now()
+        conds = [c for c in (node.get("status") or {}).get("conditions") or []
+                 if c.get("type") != "Ready"]
+        conds.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
+                      "message": "fake node is ready", "lastHeartbeatTime": now,
+                      "lastTransitionTime": now})
+        await self.client.patch(NODES, "", name, {"status": {"conditions": conds}},
+                                patch_type="merge", subresource="status")
+        if name not in self._heartbeats:
+            self._heartbeats[name] = asyncio.create_task(self._heartbeat(name))
+
     async def _heartbeat(self, name: str) -> None:
         lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                  "metadata": {"name": name, "namespace": "kube-node-lease"},
