@@ -1,0 +1,168 @@
+"""Helpers for controller tests: a controller manager in the test's event
+loop, a trivial binder standing in for the scheduler, fake node names that
+no other test uses, and waiting that polls instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from timonel.api.client import Client
+from timonel.api.errors import ApiError
+from timonel.controller.context import ControllerOptions
+from timonel.controller.manager import run_controller_manager
+
+PODS = ("v1", "Pod")
+DEPLOYMENTS = ("apps/v1", "Deployment")
+REPLICASETS = ("apps/v1", "ReplicaSet")
+
+T = TypeVar("T")
+
+# Generous: CI machines are loaded two-core boxes.
+TIMEOUT = 60.0
+
+
+def node_names(count: int, prefix: str = "ctrl") -> list[str]:
+    tag = os.urandom(3).hex()
+    return [f"{prefix}-{tag}-{i}" for i in range(count)]
+
+
+async def wait_for(fn: Callable[[], Awaitable[T]], timeout: float = TIMEOUT,
+                   what: str = "condition") -> T:
+    """Poll `fn` until it returns something truthy; fail after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while True:
+        last = await fn()
+        if last:
+            return last
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def controller_manager(client: Client, controllers: list[str] | None = None,
+                             **options: Any) -> AsyncIterator[asyncio.Task[None]]:
+    """Run the real controller manager in this event loop; stopped on exit."""
+    opts = ControllerOptions(**options)
+    task = asyncio.create_task(run_controller_manager(client, opts, controllers=controllers))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Binder:
+    """Binds every unscheduled pod of `namespace` to the given nodes in turn,
+    through the binding subresource, as a scheduler would."""
+
+    def __init__(self, client: Client, namespace: str, nodes: list[str]) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.nodes = itertools.cycle(nodes)
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Binder:
+        self.task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+    async def _bind(self, pod: dict[str, Any]) -> None:
+        md = pod["metadata"]
+        if (pod.get("spec") or {}).get("nodeName") or md.get("deletionTimestamp"):
+            return
+        body = {"apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": md["name"], "namespace": self.namespace, "uid": md["uid"]},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": next(self.nodes)}}
+        with contextlib.suppress(ApiError):
+            await self.client.post_subresource(PODS, self.namespace, md["name"], "binding", body)
+
+    async def _run(self) -> None:
+        rv = ""
+        while True:
+            try:
+                if not rv:
+                    lst = await self.client.list(PODS, self.namespace)
+                    rv = lst["metadata"]["resourceVersion"]
+                    for p in lst["items"]:
+                        await self._bind(p)
+                async for etype, obj in self.client.watch(PODS, self.namespace,
+                                                          resource_version=rv,
+                                                          timeout_seconds=120):
+                    rv = obj["metadata"].get("resourceVersion") or rv
+                    if etype in ("ADDED", "MODIFIED"):
+                        await self._bind(obj)
+            except ApiError as e:
+                if e.code == 410:
+                    rv = ""
+            except ConnectionError:
+                await asyncio.sleep(0.2)
+
+
+class PodWatch:
+    """Every pod ever created in `namespace` (by name), and a callback on
+    each event with the current set of live pods, for invariants."""
+
+    def __init__(self, client: Client, namespace: str,
+                 check: Callable[[dict[str, dict[str, Any]]], None] | None = None) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.check = check
+        self.created: set[str] = set()
+        self.live: dict[str, dict[str, Any]] = {}
+        self.events = 0
+        self.errors: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def __aenter__(self) -> PodWatch:
+        self.task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._ready.wait(), TIMEOUT)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+    async def _run(self) -> None:
+        lst = await self.client.list(PODS, self.namespace)
+        rv = lst["metadata"]["resourceVersion"]
+        for p in lst["items"]:
+            self.created.add(p["metadata"]["name"])
+            self.live[p["metadata"]["name"]] = p
+        self._ready.set()
+        while True:
+            # A 410 here would lose creations: the test fails rather than guess.
+            async for etype, obj in self.client.watch(PODS, self.namespace, resource_version=rv,
+                                                      timeout_seconds=300):
+                rv = obj["metadata"].get("resourceVersion") or rv
+                if etype == "BOOKMARK":
+                    continue
+                name = obj["metadata"]["name"]
+                if etype == "DELETED":
+                    self.live.pop(name, None)
+                else:
+                    if etype == "ADDED":
+                        self.created.add(name)
+                    self.live[name] = obj
+                self.events += 1
+                if self.check is not None:
+                    try:
+                        self.check(self.live)
+                    except AssertionError as e:
+                        self.errors.append(f"after {etype} {name}: {e}")
