@@ -88,5 +88,5 @@ def test_start_to_exit_latency(rt: Runtime, tmp_path: Path) -> None:
         lines.append(f"{peer}: median {median:.1f} ms, p90 {p90:.1f} ms, timonel/{peer} = {ours[0] / median:.2f}")
     print("\nstart-to-exit latency (create+start+wait+remove of /bin/true):\n  " + "\n  ".join(lines + notes))
     assert ours[0] < 250, lines  # a ceiling for a loaded 2-core box; unloaded it is ~15 ms
-    if "runc" in peers:  # unloaded ~0.5; the ratio holds up under load as both share it
-        assert ours[0] < 2.0 * summary(samples["runc"])[0], lines
+    if "runc" in peers:  # ~0.5 on an idle box; interleaving makes load hit both alike
+        assert ours[0] < 3.0 * summary(samples["runc"])[0], lines
