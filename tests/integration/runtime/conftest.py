@@ -22,13 +22,27 @@ from timonel.node_agent.runtime.sandbox import SandboxManager
 
 from .rt_busybox import build_rootfs, ensure_busybox
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts and cgroups")
+
+def _is_privileged() -> bool:
+    """Root with CAP_SYS_ADMIN (root in a capability-stripped shell cannot mount)."""
+    if os.geteuid() != 0:
+        return False
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> 21 & 1)
+    return False
+
+
+PRIVILEGED = _is_privileged()
+_WHY = "needs root with CAP_SYS_ADMIN: namespaces, mounts and cgroups"
+needs_root = pytest.mark.skipif(not PRIVILEGED, reason=_WHY)
 
 
 @pytest.fixture(scope="session")
 def busybox_layer(tmp_path_factory: pytest.TempPathFactory) -> str:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: namespaces, mounts and cgroups")
+    if not PRIVILEGED:
+        pytest.skip(_WHY)
     busybox = ensure_busybox()
     if busybox is None:
         pytest.fail("no static busybox: install Debian's busybox-static (deploy/install.sh does)")
