@@ -6,6 +6,7 @@ import os
 import signal
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,30 @@ def test_containers_survive_a_restart_of_their_manager(rt: Runtime) -> None:
     assert os.path.getsize(st.log_path) > size  # the shim still copies output
     st = rt.containers.stop("keep", timeout=1)
     assert st.state == "exited" and st.exit_code == 137  # PID 1 without a TERM trap ignores SIGTERM: killed
+
+
+def test_concurrent_callers(rt: Runtime) -> None:
+    # The service calls the manager from a thread pool; the fork server serializes forks.
+    def worker(n: int) -> list[int | None]:
+        codes: list[int | None] = []
+        for i in range(4):
+            cid = f"th{n}-{i}"
+            if i % 2:  # a long-running one, used through exec and stopped
+                rt.containers.create(rt.spec(cid, ["sleep", "1000"]))
+                rt.containers.start(cid)
+                codes.append(rt.containers.exec_sync(cid, ["sh", "-c", f"exit {n}"], timeout=30).exit_code)
+                rt.containers.stop(cid, timeout=0)
+            else:
+                rt.containers.create(rt.spec(cid, ["sh", "-c", f"exit {n}"]))
+                rt.containers.start(cid)
+                codes.append(rt.containers.wait(cid, 30).exit_code)
+            rt.containers.remove(cid)
+        return codes
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(worker, range(6)))
+    assert results == [[n] * 4 for n in range(6)]
+    assert rt.containers.list() == []
 
 
 def _snapshot(rt: Runtime) -> dict[str, int]:
