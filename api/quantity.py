@@ -77,16 +77,20 @@ def parse_quantity_format(value: str | int | float) -> tuple[Decimal, str]:
         amount = Decimal(number)
     except InvalidOperation as e:
         raise QuantityError(ERR_NUMERIC) from e
-    if suffix in _DECIMAL_SUFFIXES:
-        result, fmt = amount.scaleb(_DECIMAL_SUFFIXES[suffix]), DECIMAL_SI
-    elif suffix in _BINARY_SUFFIXES:
-        result, fmt = amount * (Decimal(1024) ** _BINARY_SUFFIXES[suffix]), BINARY_SI
-    else:
-        exp = _EXPONENT.fullmatch(suffix)
-        if exp is None:
-            raise QuantityError(ERR_SUFFIX)
-        result, fmt = amount.scaleb(int(exp.group(1))), DECIMAL_EXPONENT
-    return _round_nano(result), fmt
+    try:
+        if suffix in _DECIMAL_SUFFIXES:
+            result, fmt = amount.scaleb(_DECIMAL_SUFFIXES[suffix]), DECIMAL_SI
+        elif suffix in _BINARY_SUFFIXES:
+            result, fmt = amount * (Decimal(1024) ** _BINARY_SUFFIXES[suffix]), BINARY_SI
+        else:
+            exp = _EXPONENT.fullmatch(suffix)
+            if exp is None:
+                raise QuantityError(ERR_SUFFIX)
+            result, fmt = amount.scaleb(int(exp.group(1))), DECIMAL_EXPONENT
+        return _round_nano(result), fmt
+    except (InvalidOperation, OverflowError, ValueError) as e:
+        # Exponents beyond what a quantity can hold (e.g. "1E400").
+        raise QuantityError(ERR_NUMERIC) from e
 
 
 def parse_quantity(value: str | int | float) -> Decimal:

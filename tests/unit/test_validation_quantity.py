@@ -89,3 +89,13 @@ def test_canonical_form_round_trips(number: int, suffix: str) -> None:
     canonical = canonical_quantity(text)
     assert parse_quantity(canonical) == amount
     assert canonical_quantity(canonical) == canonical
+
+
+def test_huge_exponents_are_quantity_errors() -> None:
+    import pytest
+
+    from timonel.api.quantity import QuantityError, parse_quantity_format
+
+    for value in ("1E400", "1e999999999", 1e308):
+        with pytest.raises(QuantityError):
+            parse_quantity_format(value)
