@@ -25,6 +25,7 @@ from typing import Any
 from ..cgroups.common import write
 from ..linux import SyscallsLike
 from ..linux.constants import NAMESPACE_FLAGS
+from . import users
 from .init import find_executable, home_dir, reset_signals
 from .security import Credentials, apply_rlimits, drop_privileges
 from .state import alive
@@ -76,6 +77,10 @@ def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_fd:
             sys.setns(fd, NAMESPACE_FLAGS[kind])
             os.close(fd)
         env = dict(args["env"])
+        if args.get("user_name"):  # as init did: the image's /etc/passwd decides
+            who = users.resolve(args["user_name"], args["groups"])
+            args.update(uid=who.uid, gid=who.gid, groups=who.groups)
+            env.setdefault("HOME", who.home)
         env.setdefault("HOME", home_dir(args["uid"]))  # from the container's /etc/passwd
         exe = find_executable(args["args"][0], env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
         if args.get("tty"):

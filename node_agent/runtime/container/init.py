@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from ..cgroups.common import write
 from ..linux import SyscallsLike
 from ..linux.constants import CLONE_NEWCGROUP, CLONE_NEWNS, NAMESPACE_FLAGS
+from . import users
 from .rootfs import RootfsPlan, mount_rootfs, pivot
 from .security import Credentials, apply_rlimits, drop_privileges
 
@@ -38,6 +39,7 @@ class InitConfig:
     readonly_rootfs: bool
     cred: Credentials
     extra_env: dict[str, str] = field(default_factory=dict)
+    user_name: str | None = None  # resolved after pivot_root, in the image's /etc/passwd
 
 
 def find_executable(name: str, path: str) -> str:
@@ -80,6 +82,13 @@ def setup(sys: SyscallsLike, cfg: InitConfig) -> tuple[str, dict[str, str]]:
     pivot(sys, cfg.rootfs.root, cfg.readonly_rootfs)
     env = dict(cfg.env)
     env.setdefault("PATH", DEFAULT_PATH)
+    if cfg.user_name:
+        try:
+            who = users.resolve(cfg.user_name, cfg.cred.groups)
+        except users.UserError as e:
+            raise InitError(str(e)) from None
+        cfg.cred.uid, cfg.cred.gid, cfg.cred.groups = who.uid, who.gid, who.groups
+        env.setdefault("HOME", who.home)
     env.setdefault("HOME", home_dir(cfg.cred.uid))
     for k, v in cfg.extra_env.items():
         env.setdefault(k, v)

@@ -87,7 +87,8 @@ def build(spec: ContainerSpec, state_dir: str, cgroup: str, procs_files: list[st
         args=list(spec.args), env=dict(spec.env), working_dir=spec.working_dir,
         hostname=spec.hostname, procs_files=procs_files,
         new_namespaces=[k for k in _SHARED_KINDS if k not in join],
-        rootfs=plan, readonly_rootfs=spec.readonly_rootfs, cred=cred, extra_env=extra_env)
+        rootfs=plan, readonly_rootfs=spec.readonly_rootfs, cred=cred, extra_env=extra_env,
+        user_name=spec.user.name)
     launch = {
         "id": spec.id,
         "init": init_config_to_dict(cfg),

@@ -340,7 +340,7 @@ class ContainerManager:
             "args": list(args), "env": full_env, "cwd": init["working_dir"], "tty": tty,
             "uid": init["cred"]["uid"], "gid": init["cred"]["gid"], "groups": init["cred"]["groups"],
             "caps": init["cred"]["caps"], "no_new_privs": init["cred"]["no_new_privs"],
-            "rlimits": init["cred"]["rlimits"],
+            "rlimits": init["cred"]["rlimits"], "user_name": init.get("user_name"),
             "seccomp_path": os.path.join(d, "seccomp.bpf") if os.path.exists(os.path.join(d, "seccomp.bpf")) else None,
         }
         mine: builtins.list[int] = []

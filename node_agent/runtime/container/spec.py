@@ -45,6 +45,9 @@ class User:
     uid: int = 0
     gid: int = 0
     additional_gids: list[int] = field(default_factory=list)
+    # A Docker-style user ("nobody", "1000", "app:staff", "1000:1000"), e.g. from the image
+    # config or runAsUserName: resolved in the image's /etc/passwd, overriding uid/gid.
+    name: str | None = None
 
 
 @dataclass

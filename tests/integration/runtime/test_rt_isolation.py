@@ -7,11 +7,13 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from timonel.node_agent.runtime.cgroups import Resources
-from timonel.node_agent.runtime.container import Mount, Rlimit, Seccomp, User
+from timonel.node_agent.runtime.container import ContainerError, Mount, Rlimit, Seccomp, User
 from timonel.node_agent.runtime.container.capabilities import effective_set
 
-from .conftest import Runtime, needs_root
+from .conftest import Runtime, log_text, needs_root
 
 pytestmark = needs_root
 
@@ -75,6 +77,17 @@ def test_user_groups_and_capabilities_for_a_non_root_user(rt: Runtime) -> None:
     assert int(status_field(out, "CapEff"), 16) == 0  # as Docker: a non-root user gets none
     assert int(status_field(out, "CapBnd"), 16) == effective_set([], ["NET_RAW"], False)
     assert "uid=1000(user) gid=1000(user) groups=5(tty)" in out
+
+
+def test_user_names_resolve_in_the_image(rt: Runtime) -> None:
+    rt.containers.create(rt.spec("named", ["sh", "-c", "id; echo $HOME; sleep 1000"], user=User(name="user:tty")))
+    rt.containers.start("named")
+    r = rt.containers.exec_sync("named", ["id"], timeout=20)
+    assert r.stdout.decode().strip() == "uid=1000(user) gid=5(tty)"  # exec runs as the same user
+    rt.containers.stop("named", timeout=0)
+    assert log_text(rt.containers.status("named").log_path).splitlines() == ["uid=1000(user) gid=5(tty)", "/home/user"]
+    with pytest.raises(ContainerError, match="user 'ghost' not found in the image's /etc/passwd"):
+        rt.containers.create(rt.spec("ghost", ["true"], user=User(name="ghost")))
 
 
 def test_mount_and_unshare_fail_in_a_default_container(rt: Runtime) -> None:
