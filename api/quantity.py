@@ -88,6 +88,8 @@ def parse_quantity_format(value: str | int | float) -> tuple[Decimal, str]:
                 raise QuantityError(ERR_SUFFIX)
             result, fmt = amount.scaleb(int(exp.group(1))), DECIMAL_EXPONENT
         return _round_nano(result), fmt
+    except QuantityError:
+        raise
     except (InvalidOperation, OverflowError, ValueError) as e:
         # Exponents beyond what a quantity can hold (e.g. "1E400").
         raise QuantityError(ERR_NUMERIC) from e
