@@ -10,6 +10,7 @@ import builtins
 import errno
 import logging
 import os
+import resource
 import select
 import shutil
 import signal
@@ -70,6 +71,7 @@ class ContainerManager:
         self.sys = sys
         self.force_copy_rootfs = force_copy_rootfs
         self.create_timeout = create_timeout
+        _raise_nofile_limit()
         self._shim_fds: dict[str, int] = {}  # pidfds of shims
         self._exited_fds: dict[str, int] = {}  # EOF once a shim we started recorded the exit
         self._locks: dict[str, threading.Lock] = {}
@@ -390,6 +392,17 @@ class ContainerManager:
             os.close(fd)
         self._shim_fds.clear()
         self._exited_fds.clear()
+
+
+def _raise_nofile_limit() -> None:
+    # Two fds per live container (shim pidfd, exit pipe): the usual soft limit of
+    # 1024 would cap a node at ~500 containers.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise RLIMIT_NOFILE soft=%s hard=%s err=%s", soft, hard, e)
 
 
 def _read_line(fd: int, timeout: float) -> str | None:
