@@ -5,6 +5,8 @@ marked Running and Ready by this helper instead of a real node agent.
         ...                     # pods bound to n1/n2 become Running/Ready
         await nodes.stop_heartbeat("n2")   # its Lease stops being renewed
         nodes.fail_pods = {"web-123"}      # these pods end with exit code 1
+        # ...as do Never/OnFailure pods labelled fake/fail: "true"; those
+        # labelled fake/complete: "true" end with exit code 0.
 
 Deletion of pods on fake nodes completes like a kubelet would: a pod marked
 with deletionTimestamp is finally deleted with grace period 0.
@@ -179,7 +181,7 @@ class FakeNodes:
         if status.get("phase") in ("Running", "Succeeded", "Failed"):
             return
         now = meta.now()
-        failed = name in self.fail_pods
+        failed = name in self.fail_pods or md.get("labels", {}).get("fake/fail") == "true"
         finishes = spec.get("restartPolicy") in ("Never", "OnFailure") and (
             failed or md.get("labels", {}).get("fake/complete") == "true")
         containers = spec.get("containers") or []

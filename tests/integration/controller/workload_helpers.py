@@ -130,8 +130,11 @@ class Binder:
     whose NoSchedule/NoExecute taints they tolerate and whose labels match
     their nodeSelector."""
 
-    def __init__(self, client: Client, period: float = 0.2) -> None:
+    def __init__(self, client: Client, nodes: list[str] | None = None,
+                 period: float = 0.2) -> None:
         self.client = client
+        # Only these nodes (None: any); other tests' nodes may linger.
+        self.nodes = nodes
         self.period = period
         self._rr = itertools.count()
         self._task: asyncio.Task[None] | None = None
@@ -170,7 +173,8 @@ class Binder:
         pending = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         if not pending:
             return
-        nodes = (await self.client.list(NODES))["items"]
+        nodes = [n for n in (await self.client.list(NODES))["items"]
+                 if self.nodes is None or meta.name_of(n) in self.nodes]
         for pod in pending:
             target = pinned_node(pod)
             if not target:
@@ -188,6 +192,34 @@ class Binder:
                 self.bound[f"{ns}/{name}"] = target
             except ApiError as e:
                 log.debug("bind failed pod=%s/%s err=%s", ns, name, e)
+
+
+async def new_namespace(client: Client, prefix: str) -> str:
+    name = f"{prefix}-{meta.generate_name('')}"
+    await client.create(("v1", "Namespace"), {"apiVersion": "v1", "kind": "Namespace",
+                                              "metadata": {"name": name}})
+    return name
+
+
+async def finish_pod(client: Client, pod: dict[str, Any], exit_code: int = 0) -> None:
+    """What a kubelet reports when a pod's containers exited."""
+    now = meta.now()
+    phase = "Succeeded" if exit_code == 0 else "Failed"
+    statuses = [{"name": c["name"], "image": c.get("image", ""), "imageID": "fake://",
+                 "containerID": f"fake://{c['name']}", "ready": False, "started": False,
+                 "restartCount": 0, "lastState": {},
+                 "state": {"terminated": {"exitCode": exit_code,
+                                          "reason": "Completed" if exit_code == 0 else "Error",
+                                          "startedAt": now, "finishedAt": now}}}
+                for c in pod["spec"]["containers"]]
+    conds = [c for c in (pod.get("status") or {}).get("conditions") or []
+             if c.get("type") not in ("Ready", "ContainersReady")]
+    conds += [{"type": t, "status": "False", "lastProbeTime": None, "lastTransitionTime": now,
+               "reason": "PodCompleted"} for t in ("ContainersReady", "Ready")]
+    await client.patch(PODS, meta.namespace_of(pod), meta.name_of(pod),
+                       {"status": {"phase": phase, "containerStatuses": statuses,
+                                   "conditions": conds}},
+                       patch_type="merge", subresource="status")
 
 
 async def wait_all(*aws: Awaitable[Any]) -> list[Any]:
