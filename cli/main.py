@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from timonel.cli import controller_manager_cmd, server_cmd
+from timonel.cli import controller_manager_cmd, scheduler_cmd, server_cmd
 from timonel.cli.failures import EXIT_USAGE, Failure
 
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     server_cmd.add_parser(sub)
     controller_manager_cmd.add_parser(sub)
+    scheduler_cmd.add_parser(sub)
     return parser
 
 
