@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from timonel.cli import controller_manager_cmd, scheduler_cmd, server_cmd
+from timonel.cli import controller_manager_cmd, runtime_cmd, scheduler_cmd, server_cmd
 from timonel.cli.failures import EXIT_USAGE, Failure
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_cmd.add_parser(sub)
     controller_manager_cmd.add_parser(sub)
     scheduler_cmd.add_parser(sub)
+    runtime_cmd.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,231 @@
+"""Containers over CRI: create in a sandbox from an image, start, stop, remove, exec, stats.
+
+CreateContainer records the container (phase "creating") before it asks the
+ContainerManager for it, so a crash in between leaves something recovery
+recognizes as half-made. Calls block; the servicer runs them in threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from ..api import runtime_pb2 as pb
+from ..container import ContainerError, ExecProcess, ExecResult, NotFoundError
+from ..container.state import EXITED, RUNNING
+from ..images import ImageNotFoundError
+from . import messages, specs
+from .errors import AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
+from .records import CREATED, ContainerRecord, new_id
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_FOREVER = 10 * 365 * 86400.0
+
+
+def _record(rt: Runtime, ref: str) -> ContainerRecord:
+    rec = rt.records.container(ref)
+    if rec.phase != CREATED:
+        raise NotFound(f"container {ref!r} not found (it is still being created)")
+    return rec
+
+
+def create_container(rt: Runtime, req: pb.CreateContainerRequest) -> str:
+    cfg = req.config
+    if not cfg.metadata.name:
+        raise InvalidArgument("CreateContainer: config.metadata.name is empty; give the container's name")
+    if not cfg.image.image:
+        raise InvalidArgument(f"container {cfg.metadata.name}: config.image.image is empty; give an image")
+    sb = rt.records.sandbox(req.pod_sandbox_id)
+    sb_cfg = messages.sandbox_config(sb)
+    with rt.sandbox_lock(sb.id):
+        if not rt.sandbox_ready(sb):
+            raise FailedPrecondition(f"pod sandbox {sb.id} is not ready (stopped, or its create failed); "
+                                     "run a new sandbox for new containers")
+        try:
+            image = rt.images.store.resolve(cfg.image.image)
+        except ImageNotFoundError:
+            raise NotFound(f"image {cfg.image.image!r} is not on this node; pull or import it first") from None
+        name = f"{cfg.metadata.name}_{cfg.metadata.attempt}"
+        rec = ContainerRecord(id=new_id(), sandbox_id=sb.id, name=name, config=messages.to_dict(cfg),
+                              created_at=time.time_ns(), image_id=image.id,
+                              image_ref=image.repo_digests[0] if image.repo_digests else image.id)
+        with rt.records.lock:
+            taken = next((c for c in rt.records.containers_of(sb.id) if c.name == name), None)
+            if taken is not None:
+                raise AlreadyExists(f"container name {cfg.metadata.name!r} attempt {cfg.metadata.attempt} "
+                                    f"is in use by container {taken.id} in this sandbox; remove it first "
+                                    "or raise metadata.attempt")
+            rt.records.save_container(rec)
+        try:
+            _create(rt, rec, cfg, sb_cfg, image.id)
+        except BaseException:
+            try:
+                destroy(rt, rec.id)
+            except Exception as e:
+                log.error("container=%s msg=cleanup after a failed create failed error=%s", rec.id, e)
+            raise
+    log.info("container=%s name=%s sandbox=%s image=%s msg=created", rec.id, name, sb.id, image.id)
+    return rec.id
+
+
+def _create(rt: Runtime, rec: ContainerRecord, cfg: pb.ContainerConfig, sb_cfg: pb.PodSandboxConfig,
+            image_id: str) -> None:
+    layers = rt.images.store.rootfs_layers(image_id)
+    image_cfg = rt.images.store.image_config(image_id)
+    spec = specs.container_spec(rec.id, cfg, image_cfg, layers, sb_cfg.log_directory,
+                                      sb_cfg.linux.security_context.privileged)
+    oom_score_adj = cfg.linux.resources.oom_score_adj
+    if not -1000 <= oom_score_adj <= 1000:
+        raise InvalidArgument(f"container {cfg.metadata.name}: oom_score_adj {oom_score_adj} is not in "
+                              "-1000..1000")
+    spec = rt.sandboxes.container_spec(rec.sandbox_id, spec)
+    try:
+        st = rt.containers.create(spec)
+    except ContainerError as e:
+        if "executable file not found" in str(e) or "not found in the image's" in str(e):
+            raise InvalidArgument(str(e)) from None
+        raise
+    if oom_score_adj and st.pid:
+        # Set on PID 1 before it execs; its children inherit it.
+        with open(f"/proc/{st.pid}/oom_score_adj", "w") as f:
+            f.write(str(oom_score_adj))
+    rec.phase = CREATED
+    rt.records.save_container(rec)
+
+
+def start_container(rt: Runtime, ref: str) -> None:
+    rec = _record(rt, ref)
+    rt.containers.start(rec.id)
+    log.info("container=%s msg=started", rec.id)
+
+
+def stop_container(rt: Runtime, ref: str, timeout: int) -> None:
+    rec = _record(rt, ref)
+    if timeout < 0:
+        raise InvalidArgument(f"StopContainer: timeout {timeout} is negative")
+    if rt.containers.status(rec.id).state == EXITED:
+        return  # CRI: stopping a stopped container is not an error
+    rt.containers.stop(rec.id, float(timeout))
+
+
+def remove_container(rt: Runtime, ref: str) -> None:
+    rec = rt.records.find_container(ref)
+    if rec is None:
+        return  # CRI: removing a removed container is not an error
+    destroy(rt, rec.id)
+    log.info("container=%s msg=removed", rec.id)
+
+
+def destroy(rt: Runtime, cid: str) -> None:
+    """Kill and remove the container, then forget it; idempotent."""
+    try:
+        rt.containers.remove(cid)
+    except NotFoundError:
+        pass
+    rt.records.drop_container(cid)
+
+
+def kill_quietly(rt: Runtime, cid: str) -> None:
+    try:
+        if rt.containers.status(cid).state != EXITED:
+            rt.containers.stop(cid, 0)
+    except NotFoundError:
+        pass
+    except ContainerError as e:
+        log.error("container=%s msg=cannot kill error=%s", cid, e)
+
+
+# -- queries --
+
+def container_status(rt: Runtime, ref: str, verbose: bool) -> pb.ContainerStatusResponse:
+    rec = _record(rt, ref)
+    st = rt.containers.status(rec.id)
+    resp = pb.ContainerStatusResponse(status=messages.container_status(rec, st))
+    if verbose:
+        resp.info["info"] = json.dumps({
+            "pid": st.pid or 0, "sandboxID": rec.sandbox_id, "stateDir": rt.containers.state_dir(rec.id),
+            "config": rec.config})
+    return resp
+
+
+def list_containers(rt: Runtime, f: pb.ContainerFilter | None) -> list[pb.Container]:
+    with rt.records.lock:
+        recs = sorted((c for c in rt.records.containers.values() if c.phase == CREATED),
+                      key=lambda c: c.created_at)
+    out = []
+    for rec in recs:
+        if f is not None:
+            if f.id and not rec.id.startswith(f.id):
+                continue
+            if f.pod_sandbox_id and not rec.sandbox_id.startswith(f.pod_sandbox_id):
+                continue
+        cfg = messages.container_config(rec)
+        if f is not None and any(cfg.labels.get(k) != v for k, v in f.label_selector.items()):
+            continue
+        try:
+            st = rt.containers.status(rec.id)
+        except NotFoundError:
+            continue
+        msg = messages.container(rec, st, cfg)
+        if f is not None and f.HasField("state") and f.state.state != msg.state:
+            continue
+        out.append(msg)
+    return out
+
+
+def wait_container(rt: Runtime, ref: str, timeout: int) -> pb.ContainerStatus:
+    rec = _record(rt, ref)
+    if timeout < 0:
+        raise InvalidArgument(f"WaitContainer: timeout {timeout} is negative")
+    st = rt.containers.wait(rec.id, float(timeout) if timeout else None)
+    return messages.container_status(rec, st)
+
+
+def reopen_log(rt: Runtime, ref: str) -> None:
+    rt.containers.reopen_log(_record(rt, ref).id)
+
+
+def stats(rt: Runtime, ref: str) -> pb.ContainerStats:
+    rec = _record(rt, ref)
+    try:
+        s = rt.containers.stats(rec.id)
+    except FileNotFoundError:
+        raise FailedPrecondition(f"container {rec.id} has no cgroup any more; no stats") from None
+    return messages.stats(rec, s)
+
+
+# -- exec --
+
+def _running(rt: Runtime, ref: str) -> str:
+    rec = _record(rt, ref)
+    state = rt.containers.status(rec.id).state
+    if state != RUNNING:
+        raise FailedPrecondition(f"container {rec.id} is {state}; exec needs a running container")
+    return rec.id
+
+
+def exec_sync(rt: Runtime, ref: str, cmd: list[str], timeout: int) -> ExecResult:
+    if not cmd:
+        raise InvalidArgument("ExecSync: cmd is empty; give the command to run")
+    if timeout < 0:
+        raise InvalidArgument(f"ExecSync: timeout {timeout} is negative")
+    result = rt.containers.exec_sync(_running(rt, ref), cmd, timeout=float(timeout) if timeout else _FOREVER)
+    if result.timed_out:
+        raise DeadlineExceeded(f"command {cmd[0]!r} timed out after {timeout}s and was killed")
+    return result
+
+
+def exec_process(rt: Runtime, ref: str, cmd: list[str], tty: bool, stdin: bool,
+                 size: tuple[int, int] | None) -> ExecProcess:
+    if not cmd:
+        raise InvalidArgument("Exec: cmd is empty; give the command to run")
+    cid = _running(rt, ref)
+    try:
+        return rt.containers.exec(cid, cmd, tty=tty, stdin=stdin, tty_size=size)
+    except RuntimeError as e:
+        if isinstance(e, ContainerError):
+            raise
+        raise FailedPrecondition(f"exec in container {cid}: {e}") from None

@@ -1,0 +1,73 @@
+"""CRI messages built from the managers' records and statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+
+from ..api import runtime_pb2 as pb
+from ..container import ContainerStats, ContainerStatus
+from ..images import ImageRecord, cri_image
+from .records import ContainerRecord, SandboxRecord
+
+STATES = {"created": pb.CONTAINER_CREATED, "running": pb.CONTAINER_RUNNING,
+          "exited": pb.CONTAINER_EXITED, "unknown": pb.CONTAINER_UNKNOWN}
+
+
+def sandbox_config(rec: SandboxRecord) -> pb.PodSandboxConfig:
+    return json_format.ParseDict(rec.config, pb.PodSandboxConfig(), ignore_unknown_fields=True)
+
+
+def container_config(rec: ContainerRecord) -> pb.ContainerConfig:
+    return json_format.ParseDict(rec.config, pb.ContainerConfig(), ignore_unknown_fields=True)
+
+
+def to_dict(msg: Any) -> dict[str, Any]:
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True)  # type: ignore[no-any-return]
+
+
+def container(rec: ContainerRecord, st: ContainerStatus, cfg: pb.ContainerConfig | None = None) -> pb.Container:
+    cfg = cfg or container_config(rec)
+    return pb.Container(
+        id=rec.id, pod_sandbox_id=rec.sandbox_id, metadata=cfg.metadata, image=cfg.image,
+        image_ref=rec.image_ref, image_id=rec.image_id, state=STATES[st.state],  # type: ignore[arg-type]
+        created_at=rec.created_at, labels=dict(cfg.labels), annotations=dict(cfg.annotations))
+
+
+def container_status(rec: ContainerRecord, st: ContainerStatus) -> pb.ContainerStatus:
+    cfg = container_config(rec)
+    out = pb.ContainerStatus(
+        id=rec.id, metadata=cfg.metadata, state=STATES[st.state],  # type: ignore[arg-type]
+        created_at=rec.created_at, started_at=st.started_at, finished_at=st.finished_at,
+        exit_code=st.exit_code or 0, image=cfg.image, image_ref=rec.image_ref, image_id=rec.image_id,
+        reason=st.reason, message=st.message, labels=dict(cfg.labels), annotations=dict(cfg.annotations),
+        mounts=list(cfg.mounts), log_path=st.log_path, pid=st.pid or 0)
+    if cfg.linux.HasField("resources"):
+        out.resources.linux.CopyFrom(cfg.linux.resources)
+    return out
+
+
+def stats(rec: ContainerRecord, s: ContainerStats) -> pb.ContainerStats:
+    cfg = container_config(rec)
+    available = None
+    if s.memory_limit_bytes is not None:
+        available = max(s.memory_limit_bytes - s.memory_working_set_bytes, 0)
+    return pb.ContainerStats(
+        attributes=pb.ContainerAttributes(id=rec.id, metadata=cfg.metadata, labels=dict(cfg.labels),
+                                          annotations=dict(cfg.annotations)),
+        cpu=pb.CpuUsage(timestamp=s.timestamp_ns,
+                        usage_core_nano_seconds=pb.UInt64Value(value=s.cpu_usage_ns)),
+        memory=pb.MemoryUsage(
+            timestamp=s.timestamp_ns,
+            working_set_bytes=pb.UInt64Value(value=s.memory_working_set_bytes),
+            usage_bytes=pb.UInt64Value(value=s.memory_usage_bytes),
+            available_bytes=pb.UInt64Value(value=available) if available is not None else None),
+        process=pb.ProcessUsage(timestamp=s.timestamp_ns, process_count=pb.UInt64Value(value=s.pids_current)))
+
+
+def image(rec: ImageRecord, config: dict[str, Any]) -> pb.Image:
+    d = cri_image(rec, config)
+    return pb.Image(id=d["id"], repo_tags=d["repo_tags"], repo_digests=d["repo_digests"], size=d["size"],
+                    uid=pb.Int64Value(value=d["uid"]) if d["uid"] is not None else None,
+                    username=d["username"], pinned=d["pinned"], spec=pb.ImageSpec(image=d["id"]))

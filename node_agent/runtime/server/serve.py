@@ -1,0 +1,108 @@
+"""Serving the runtime API on a unix socket until told to stop.
+
+Imports grpc (which starts threads as soon as a server exists): the daemon
+imports this module only after its fork server is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from ..api import runtime_pb2_grpc as pb_grpc
+from ..cgroups import Cgroups
+from ..container.forkserver import ForkServer
+from ..linux import SyscallsLike
+from ..network import release_netns_dir
+from .options import RuntimeOptions
+from .recovery import recover
+from .runtime import Runtime
+from .servicer import ImageServicer, RuntimeServicer
+
+log = logging.getLogger(__name__)
+
+SOCKET_MODE = 0o660
+_MAX_MESSAGE = 64 << 20  # ExecSync may return 2 x 16 MiB
+
+
+class ServeError(RuntimeError):
+    """The daemon cannot serve; the message says why and what to do."""
+
+
+def check_socket_free(path: str) -> None:
+    """Refuse a socket another runtime is serving on; remove a stale one."""
+    if not os.path.lexists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2)
+        probe.connect(path)
+    except OSError as e:
+        if e.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK):
+            raise ServeError(f"cannot check socket {path}: {e.strerror}") from None
+        log.info("socket=%s msg=removing a stale socket", path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise ServeError(f"another runtime is serving on {path}; stop it or give another --socket")
+
+
+async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forkserver: ForkServer,
+                on_ready: Callable[[Runtime], None] | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or `stop` is set); containers keep running afterwards."""
+    loop = asyncio.get_running_loop()
+    ops = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="rt-op")
+    waits = ThreadPoolExecutor(max_workers=256, thread_name_prefix="rt-wait")
+    loop.set_default_executor(ops)
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    rt = Runtime(opts, sys, cgroups, forkserver)
+    server = None
+    try:
+        await loop.run_in_executor(ops, rt.setup_network)
+        counts = await loop.run_in_executor(ops, recover, rt)
+        log.info("msg=recovered %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+        os.makedirs(os.path.dirname(os.path.abspath(opts.socket)), mode=0o755, exist_ok=True)
+        check_socket_free(opts.socket)
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
+                                          ("grpc.max_send_message_length", _MAX_MESSAGE)])
+        pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(rt, ops, waits), server)
+        pb_grpc.add_ImageServiceServicer_to_server(ImageServicer(rt, ops, waits), server)
+        # Created with the umask's mode; narrow it before anyone can connect.
+        old_umask = os.umask(0o117)
+        try:
+            if server.add_insecure_port(f"unix:{opts.socket}") == 0:
+                raise ServeError(f"cannot listen on {opts.socket}; check the directory's permissions")
+            await server.start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(opts.socket, SOCKET_MODE)
+        log.info("socket=%s pod_cidr=%s root=%s msg=serving", opts.socket, opts.pod_cidr, opts.root)
+        if on_ready is not None:
+            on_ready(rt)
+        await stop.wait()
+        log.info("msg=stopping; containers keep running")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if server is not None:
+            await server.stop(grace=2)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(opts.socket)
+        await rt.images.close()
+        rt.close()
+        release_netns_dir(rt.netns_dir)  # only when no pod namespace is left in it
+        waits.shutdown(wait=False, cancel_futures=True)
+        ops.shutdown(wait=False, cancel_futures=True)
