@@ -19,11 +19,13 @@ import logging
 from typing import Any
 
 import yaml
+
 from timonel.api.errors import ApiError
-from timonel.api.patch.apply import record_update, server_side_apply
+from timonel.api.patch.apply import server_side_apply
 from timonel.api.patch.json_patch import json_patch
 from timonel.api.patch.jsonvalue import type_name
 from timonel.api.patch.merge import merge_patch
+from timonel.api.patch.record import record_update
 from timonel.api.patch.strategic import strategic_merge_patch
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,7 @@ no longer applies are removed unless another manager owns them too; a field
 another manager owns with a different value is a conflict (409) unless
 `force`, which moves the ownership.
 
-`record_update` is the bookkeeping for create, update and non-apply patches
-(operation `Update`): the manager takes ownership of what it changed, the
-others lose those fields.
+`record_update` (record.py) is the bookkeeping for the other writes.
 
 Like upstream, kubectl's own manager (`kubectl`) may take over fields from
 client-side apply without conflict when the live value is still the one in
@@ -22,7 +20,6 @@ import json
 import logging
 from typing import Any
 
-from timonel.api import schemas
 from timonel.api.errors import ApiError, bad_request
 from timonel.api.patch.fieldsets import (
     STRIPPED,
@@ -38,12 +35,13 @@ from timonel.api.patch.managed import (
     UPDATE,
     Manager,
     ManagerKey,
-    cap_updaters,
     conflict_error,
     decode_managers,
     drop_empty,
     encode_managers,
+    managed_fields_of,
     manager_key,
+    without_managed_fields,
 )
 from timonel.api.patch.shapes import Shape, root_shape
 from timonel.api.patch.ssa_merge import merge_applied
@@ -54,27 +52,6 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # Set by the server; a null for them in an applied configuration means nothing.
 _SYSTEM_METADATA = ("creationTimestamp", "uid", "resourceVersion", "generation", "selfLink",
                     "deletionTimestamp", "deletionGracePeriodSeconds")
-
-
-def _without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
-    """A shallow view of `obj` without managedFields (the inputs are never changed)."""
-    md = obj.get("metadata")
-    if isinstance(md, dict) and "managedFields" in md:
-        return {**obj, "metadata": {k: v for k, v in md.items() if k != "managedFields"}}
-    return obj
-
-
-def _managed_fields(obj: dict[str, Any] | None) -> Any:
-    md = (obj or {}).get("metadata")
-    return md.get("managedFields") if isinstance(md, dict) else None
-
-
-def definition_for(obj: dict[str, Any], api_version: str) -> str | None:
-    group, _, version = api_version.rpartition("/")
-    kind = obj.get("kind")
-    if not isinstance(kind, str) or not version:
-        return None
-    return schemas.definition_name(group, version, kind)
 
 
 def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str,
@@ -90,8 +67,8 @@ def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], mana
     api_version = str(config["apiVersion"])
     new_set = to_field_set(config, shape, strict=True) - STRIPPED
 
-    live_view = _without_managed_fields(live) if live is not None else {}
-    managers = decode_managers(_managed_fields(live))
+    live_view = without_managed_fields(live) if live is not None else {}
+    managers = decode_managers(managed_fields_of(live))
     if live is not None and not managers:
         # Fields set before anyone applied belong to a placeholder, so that the
         # first apply conflicts instead of silently taking them (upstream).
@@ -226,55 +203,3 @@ def _set_managed_fields(obj: dict[str, Any], managers: dict[ManagerKey, Manager]
         md["managedFields"] = entries
     else:
         md.pop("managedFields", None)
-
-
-def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
-                  api_version: str, now: str, *, subresource: str = "") -> dict[str, Any]:
-    """`new` with `metadata.managedFields` updated for a non-apply write by `manager`.
-
-    `old` is None on create. The manager takes ownership of every field it
-    added or changed; other managers lose those fields and any removed ones.
-    Managed fields sent in `new` (if they differ from `old`'s) replace the
-    stored ones, and `[{}]` removes them all, as upstream allows.
-
-    The result is a new top-level object with a new `metadata`; other parts
-    are shared with `new`. `old` and `new` are not modified.
-    """
-    md = new.get("metadata")
-    md = md if isinstance(md, dict) else {}
-    sent = md.get("managedFields")
-    if sent == [{}]:
-        return {**new, "metadata": {k: v for k, v in md.items() if k != "managedFields"}}
-    old_entries = _managed_fields(old)
-    base = sent if isinstance(sent, list) and sent and sent != old_entries else old_entries
-
-    shape = root_shape(definition_for(new, api_version))
-    cmp = compare(_without_managed_fields(old) if old is not None else {},
-                  _without_managed_fields(new), shape)
-    changed = cmp.added | cmp.modified
-    owned = changed - STRIPPED
-    if not changed and not cmp.removed and base is old_entries:
-        # Nothing changed hands: keep the stored entries as they are.
-        out_md = {k: v for k, v in md.items() if k != "managedFields"}
-        if old_entries:
-            out_md["managedFields"] = deep_copy(old_entries)
-        return {**new, "metadata": out_md}
-    managers = decode_managers(base)
-    for m in managers.values():
-        m.fields = m.fields - changed - cmp.removed
-    if owned:
-        key = manager_key(manager, UPDATE, api_version, subresource)
-        mine = managers.get(key)
-        if mine is None:
-            mine = Manager(manager, UPDATE, api_version, now, subresource, set())
-            managers[key] = mine
-        mine.fields = mine.fields | owned
-        mine.time = now
-    drop_empty(managers)
-    cap_updaters(managers)
-    out_md = {k: v for k, v in md.items() if k != "managedFields"}
-    entries = encode_managers(managers)
-    if entries:
-        out_md["managedFields"] = entries
-    return {**new, "metadata": out_md}
-

@@ -15,13 +15,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import marshal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from timonel.api.errors import ApiError
 from timonel.api.patch.jsonvalue import go_json, json_equal, type_name
-from timonel.api.patch.shapes import LIST, MAP, STRUCT, UNTYPED, Shape
+from timonel.api.patch.shapes import LIST, MAP, SCALAR, STRUCT, UNTYPED, Shape
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def item_pe(shape: Shape, item: Any, index: int, path: Path, strict: bool) -> st
     if shape.list_type == "map":
         if isinstance(item, dict):
             key: list[tuple[str, str, Any]] = []
-            for name in sorted(shape.keys):
+            for name in shape.sorted_keys():
                 value = item.get(name)
                 if value is not None:
                     key.append((name, type(value).__name__, value))
@@ -137,10 +138,15 @@ def _to_set(value: Any, shape: Shape, path: Path, out: FieldSet, strict: bool) -
             if value is not None or shape.atomic:
                 out.add(path)
             return
+        child = shape.child
         for k, v in value.items():
-            p = (*path, fpe(k))
-            _to_set(v, shape.field(k), p, out, strict)
-            if not shape.is_declared(k):
+            p = (*path, "f:" + k)
+            if v is not None and not isinstance(v, dict | list):
+                out.add(p)  # a scalar is a leaf whatever its schema says
+                continue
+            s, entry = child(k)
+            _to_set(v, s, p, out, strict)
+            if entry:
                 out.add(p)
         return
     out.add(path)
@@ -169,58 +175,92 @@ def compare(old: Any, new: Any, shape: Shape) -> Comparison:
 
 
 def _empty(value: Any) -> bool:
-    return value is _MISSING or value is None or (isinstance(value, dict | list) and not value)
+    return value is None or (isinstance(value, dict | list) and not value)
 
 
-def _list_like(value: Any) -> bool:
-    return value is _MISSING or value is None or isinstance(value, list)
+def same(a: Any, b: Any) -> bool:
+    """json_equal(a, b) for values already known to be `==` (only `true` vs `1` differs).
 
-
-def _dict_like(value: Any) -> bool:
-    return value is _MISSING or value is None or isinstance(value, dict)
+    Equal marshal bytes mean equal types all the way down, found in C; a
+    mismatch (key order, 1 vs 1.0, a shared float) falls back to the exact walk.
+    """
+    ta = type(a)
+    if ta is not type(b):
+        return json_equal(a, b)
+    if ta is dict or ta is list:
+        try:
+            if marshal.dumps(a, 0) == marshal.dumps(b, 0):
+                return True
+        except ValueError:
+            pass
+        return json_equal(a, b)
+    return True
 
 
 def _compare(lhs: Any, rhs: Any, shape: Shape, path: Path, cmp: Comparison, item: bool) -> None:
-    # Most of an object is unchanged on a write; `==` runs in C.
-    if lhs is rhs or (lhs == rhs and json_equal(lhs, rhs)):
+    # Most of an object is unchanged on a write: `==` and marshal run in C.
+    if lhs is rhs or (lhs == rhs and same(lhs, rhs)):
+        return
+    if lhs is _MISSING:
+        all_paths(rhs, shape, path, cmp.added, item)
+        return
+    if rhs is _MISSING:
+        all_paths(lhs, shape, path, cmp.removed, item)
         return
     both_empty = _empty(lhs) and _empty(rhs)
-    if shape.kind == LIST:
+    kind = shape.kind
+    if kind == LIST:
         if (shape.list_type != "atomic" and not both_empty
-                and _list_like(lhs) and _list_like(rhs)):
+                and (lhs is None or isinstance(lhs, list))
+                and (rhs is None or isinstance(rhs, list))):
             _compare_list(lhs, rhs, shape, path, cmp)
-            _post(lhs, rhs, path, cmp, item)
             return
-    elif (is_object_shape(shape, rhs if isinstance(rhs, dict) else lhs) and not shape.atomic
-          and not both_empty and _dict_like(lhs) and _dict_like(rhs)):
-        left = lhs if isinstance(lhs, dict) else {}
-        right = rhs if isinstance(rhs, dict) else {}
-        entries = shape.kind != STRUCT
+    elif (not shape.atomic and not both_empty
+          and (kind in (STRUCT, MAP)
+               or (kind == UNTYPED and (isinstance(rhs, dict) or isinstance(lhs, dict))))
+          and (lhs is None or isinstance(lhs, dict)) and (rhs is None or isinstance(rhs, dict))):
+        left = lhs if lhs is not None else {}
+        right = rhs if rhs is not None else {}
+        child = shape.child
         for k, lv in left.items():
-            _compare(lv, right.get(k, _MISSING), shape.field(k), (*path, fpe(k)), cmp,
-                     entries or not shape.is_declared(k))
+            rv = right.get(k, _MISSING)
+            if lv is not rv:
+                s, entry = child(k)
+                _compare(lv, rv, s, (*path, "f:" + k), cmp, entry)
         for k, rv in right.items():
             if k not in left:
-                _compare(_MISSING, rv, shape.field(k), (*path, fpe(k)), cmp,
-                         entries or not shape.is_declared(k))
-        _post(lhs, rhs, path, cmp, item or entries)
+                s, entry = child(k)
+                all_paths(rv, s, (*path, "f:" + k), cmp.added, entry)
         return
     # A leaf: a scalar, an atomic value, or empty on both sides.
-    if lhs is _MISSING:
-        cmp.added.add(path)
-    elif rhs is _MISSING:
-        cmp.removed.add(path)
-    elif not json_equal(lhs, rhs):
+    if not json_equal(lhs, rhs):
         cmp.modified.add(path)
 
 
-def _post(lhs: Any, rhs: Any, path: Path, cmp: Comparison, report: bool) -> None:
-    if not report:
-        return
-    if lhs is _MISSING:
-        cmp.added.add(path)
-    elif rhs is _MISSING:
-        cmp.removed.add(path)
+def all_paths(value: Any, shape: Shape, path: Path, out: FieldSet, report: bool) -> None:
+    """The paths of `value` appearing or disappearing as a whole (compare against nothing)."""
+    if isinstance(value, list):
+        if value and shape.kind == LIST and shape.list_type != "atomic":
+            item_shape = shape.item()
+            order, items = index_items(value, shape, path)
+            for pe in order:
+                all_paths(items[pe], item_shape, (*path, pe), out, True)
+            if not report:
+                return
+    elif isinstance(value, dict):
+        kind = shape.kind
+        if value and kind != LIST and kind != SCALAR and not shape.atomic:
+            child = shape.child
+            for k, v in value.items():
+                p = (*path, "f:" + k)
+                if v and isinstance(v, dict | list):
+                    s, entry = child(k)
+                    all_paths(v, s, p, out, entry)
+                else:
+                    out.add(p)
+            if not report and kind == STRUCT:
+                return
+    out.add(path)
 
 
 def index_items(items: Any, shape: Shape, path: Path, strict: bool = False,
@@ -242,10 +282,13 @@ def _compare_list(lhs: Any, rhs: Any, shape: Shape, path: Path, cmp: Comparison)
     l_order, l_items = index_items(lhs, shape, path)
     r_order, r_items = index_items(rhs, shape, path)
     for pe in l_order:
-        _compare(l_items[pe], r_items.get(pe, _MISSING), item_shape, (*path, pe), cmp, True)
+        lv = l_items[pe]
+        rv = r_items.get(pe, _MISSING)
+        if lv is not rv:
+            _compare(lv, rv, item_shape, (*path, pe), cmp, True)
     for pe in r_order:
         if pe not in l_items:
-            _compare(_MISSING, r_items[pe], item_shape, (*path, pe), cmp, True)
+            all_paths(r_items[pe], item_shape, (*path, pe), cmp.added, True)
 
 
 # FieldsV1 encoding ----------------------------------------------------------
@@ -263,18 +306,32 @@ def encode(fields: Iterable[Path]) -> dict[str, Any]:
     for path in fields:
         node = trie
         for pe in path:
-            node = node.setdefault(pe, {})
+            child = node.get(pe)
+            if child is None:
+                child = node[pe] = {}
+            node = child
         node["."] = True
     return _emit(trie)
 
 
 def _emit(node: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    children = [k for k in node if k != "."]
-    if "." in node and children:
+    if "." in node:
+        if len(node) == 1:
+            return out
         out["."] = {}
-    for k in sorted(children, key=_pe_sort_key):
-        out[k] = _emit(node[k])
+        keys = [k for k in node if k != "."]
+    else:
+        keys = list(node)
+        if not keys:
+            return out
+    keys.sort()
+    # Plain string order is the FieldsV1 order unless element kinds mix.
+    if keys[0][:1] != keys[-1][:1]:
+        keys.sort(key=_pe_sort_key)
+    for k in keys:
+        child = node[k]
+        out[k] = {} if len(child) == 1 and "." in child else _emit(child)
     return out
 
 

@@ -55,6 +55,20 @@ def manager_key(manager: str, operation: str, api_version: str, subresource: str
     return Manager(manager, operation, api_version, None, subresource).key
 
 
+def managed_fields_of(obj: dict[str, Any] | None) -> Any:
+    """The stored `metadata.managedFields` of `obj` (None if there is none)."""
+    md = (obj or {}).get("metadata")
+    return md.get("managedFields") if isinstance(md, dict) else None
+
+
+def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """A shallow view of `obj` without managedFields (the inputs are never changed)."""
+    md = obj.get("metadata")
+    if isinstance(md, dict) and "managedFields" in md:
+        return {**obj, "metadata": {k: v for k, v in md.items() if k != "managedFields"}}
+    return obj
+
+
 def decode_managers(entries: Any) -> dict[ManagerKey, Manager]:
     """The managers of a `managedFields` list; unreadable entries are dropped."""
     out: dict[ManagerKey, Manager] = {}
@@ -86,26 +100,27 @@ def decode_managers(entries: Any) -> dict[ManagerKey, Manager]:
     return out
 
 
-def _order(m: Manager) -> tuple[str, str, str, str, str]:
+def manager_order(m: Manager) -> tuple[str, str, str, str, str]:
     return (m.operation, m.time or "", m.manager, m.api_version, m.subresource)
 
 
 def encode_managers(managers: dict[ManagerKey, Manager]) -> list[dict[str, Any]]:
     """A `managedFields` list, Apply entries first, then by time (as upstream sorts)."""
-    out = []
-    for m in sorted(managers.values(), key=_order):
-        if not m.fields:
-            continue
-        entry: dict[str, Any] = {"manager": m.manager, "operation": m.operation,
-                                 "apiVersion": m.api_version}
-        if m.time:
-            entry["time"] = m.time
-        entry["fieldsType"] = "FieldsV1"
-        entry["fieldsV1"] = encode(m.fields)
-        if m.subresource:
-            entry["subresource"] = m.subresource
-        out.append(entry)
-    return out
+    return [manager_entry(m, encode(m.fields))
+            for m in sorted(managers.values(), key=manager_order) if m.fields]
+
+
+def manager_entry(m: Manager, fields_v1: dict[str, Any]) -> dict[str, Any]:
+    """The `managedFields` entry of `m` owning `fields_v1` (its own `fields` are not read)."""
+    entry: dict[str, Any] = {"manager": m.manager, "operation": m.operation,
+                             "apiVersion": m.api_version}
+    if m.time:
+        entry["time"] = m.time
+    entry["fieldsType"] = "FieldsV1"
+    entry["fieldsV1"] = fields_v1
+    if m.subresource:
+        entry["subresource"] = m.subresource
+    return entry
 
 
 def drop_empty(managers: dict[ManagerKey, Manager]) -> None:

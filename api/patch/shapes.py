@@ -13,7 +13,7 @@ on LabelSelector), as upstream reads them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from timonel.api import schemas
@@ -37,30 +37,73 @@ class Shape:
     merge_key: str = ""
     # x-kubernetes-map-type: atomic (the whole object is one value for SSA).
     atomic: bool = False
+    # Answers of child()/item(), filled on first use: every write walks the
+    # same few definitions. Only declared fields are keyed by name, so label
+    # keys and other user data never grow it.
+    _memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Field sets walk into an object key by key and into a list item by item
+    # (server-side apply); otherwise the value is one leaf.
+    granular_object: bool = field(init=False, compare=False, repr=False)
+    granular_list: bool = field(init=False, compare=False, repr=False)
 
-    def field(self, name: str) -> Shape:
-        """The shape of field/key `name` of this object (UNTYPED_SHAPE if unknown)."""
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "granular_object",
+                           self.kind in (STRUCT, MAP, UNTYPED) and not self.atomic)
+        object.__setattr__(self, "granular_list",
+                           self.kind == LIST and self.list_type != "atomic")
+
+    def child(self, name: str) -> tuple[Shape, bool]:
+        """The shape of field/key `name`, and whether it is an entry (a map key or an
+        undeclared field, which field sets track by its own path) rather than a declared
+        struct field."""
+        hit = self._memo.get(name)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        s = self.schema
+        if self.kind == STRUCT and s is not None:
+            prop = s["properties"].get(name)
+            if prop is not None:
+                hit = self._memo[name] = (shape_of(prop), False)
+                return hit
+        extra = self._memo.get(_EXTRA)
+        if extra is None:
+            extra = self._memo[_EXTRA] = (self._extra(), True)
+        return extra  # type: ignore[no-any-return]
+
+    def _extra(self) -> Shape:
         s = self.schema
         if s is None:
             return UNTYPED_SHAPE
-        if self.kind == STRUCT:
-            prop = s["properties"].get(name)
-            if prop is not None:
-                return shape_of(prop)
         extra = s.get("additionalProperties")
         if isinstance(extra, dict):
             return shape_of(extra)
         return UNTYPED_SHAPE
+
+    def field(self, name: str) -> Shape:
+        """The shape of field/key `name` of this object (UNTYPED_SHAPE if unknown)."""
+        return self.child(name)[0]
 
     def is_declared(self, name: str) -> bool:
         """True for a struct's own field; False for a map key or an unknown field."""
         return self.kind == STRUCT and self.schema is not None and name in self.schema["properties"]
 
     def item(self) -> Shape:
-        s = self.schema
-        if s is None or not isinstance(s.get("items"), dict):
-            return UNTYPED_SHAPE
-        return shape_of(s["items"])
+        hit = self._memo.get(_ITEM)
+        if hit is None:
+            s = self.schema
+            if s is None or not isinstance(s.get("items"), dict):
+                hit = UNTYPED_SHAPE
+            else:
+                hit = shape_of(s["items"])
+            self._memo[_ITEM] = hit
+        return hit  # type: ignore[no-any-return]
+
+    def sorted_keys(self) -> tuple[str, ...]:
+        """The list-map keys in the order path elements spell them."""
+        hit = self._memo.get(_KEYS)
+        if hit is None:
+            hit = self._memo[_KEYS] = tuple(sorted(self.keys))
+        return hit  # type: ignore[no-any-return]
 
     @property
     def strategy_merge(self) -> bool:
@@ -70,6 +113,9 @@ class Shape:
     def strategy_replace(self) -> bool:
         return "replace" in self.strategies
 
+
+# Memo keys that can never be a field name.
+_EXTRA, _ITEM, _KEYS = object(), object(), object()
 
 UNTYPED_SHAPE = Shape(UNTYPED, None)
 

@@ -48,6 +48,9 @@ def _merge(lhs: Any, rhs: Any, shape: Shape, path: Path) -> Any:
             return deep_copy(rhs)
         target = lhs if isinstance(lhs, dict) else {}
         for key, value in rhs.items():
+            if value is not None and not isinstance(value, dict | list):
+                target[key] = value  # a scalar replaces whatever was there
+                continue
             merged = _merge(target.get(key, _MISSING), value, shape.field(key), (*path, fpe(key)))
             if merged is _MISSING:
                 target.pop(key, None)

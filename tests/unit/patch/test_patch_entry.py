@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+
 from timonel.api.errors import ApiError
 from timonel.api.patch import apply_patch, parse_apply_body
 

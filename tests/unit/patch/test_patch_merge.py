@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from timonel.api.patch import merge_patch
 from timonel.api.patch.jsonvalue import json_equal
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from timonel.api.errors import ApiError
 from timonel.api.patch import strategic_merge_patch
 

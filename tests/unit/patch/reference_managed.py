@@ -1,0 +1,163 @@
+"""The managedFields entry functions as it was before the fast managedFields paths (test-only reference).
+
+Kept verbatim apart from imports and the schema lookups (the old uncached
+Shape.field/item/is_declared bodies), so that test_patch_managed_fields_differential
+compares the fast paths with the code they replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from reference_fieldsets import FieldSet, Path, decode, encode, path_string, sort_paths
+
+from timonel.api.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+APPLY = "Apply"
+UPDATE = "Update"
+MAX_UPDATE_MANAGERS = 10
+ANCIENT_CHANGES = "ancient-changes"
+BEFORE_FIRST_APPLY = "before-first-apply"
+
+ManagerKey = tuple[str, str, str, str]
+
+
+@dataclass
+class Manager:
+    manager: str
+    operation: str
+    api_version: str
+    time: str | None
+    subresource: str = ""
+    fields: FieldSet = field(default_factory=set)
+
+    @property
+    def key(self) -> ManagerKey:
+        version = "" if self.operation == APPLY else self.api_version
+        return (self.manager, self.operation, version, self.subresource)
+
+    def describe(self) -> str:
+        """How upstream names a manager in conflict messages."""
+        text = json.dumps(self.manager, ensure_ascii=False)
+        if self.subresource:
+            text += f" with subresource {json.dumps(self.subresource, ensure_ascii=False)}"
+        if self.operation == UPDATE:
+            text += f" using {self.api_version}"
+        return text
+
+
+def manager_key(manager: str, operation: str, api_version: str, subresource: str = "",
+                ) -> ManagerKey:
+    return Manager(manager, operation, api_version, None, subresource).key
+
+
+def decode_managers(entries: Any) -> dict[ManagerKey, Manager]:
+    """The managers of a `managedFields` list; unreadable entries are dropped."""
+    out: dict[ManagerKey, Manager] = {}
+    if not isinstance(entries, list):
+        return out
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("fieldsType", "FieldsV1") != "FieldsV1":
+            log.warning("managed_fields_skipped reason=fieldsType fieldsType=%s",
+                        entry.get("fieldsType"))
+            continue
+        try:
+            fields = decode(entry.get("fieldsV1") or {})
+        except ValueError as e:
+            log.warning("managed_fields_skipped manager=%s reason=%s", entry.get("manager"), e)
+            continue
+        time = entry.get("time")
+        m = Manager(str(entry.get("manager") or ""), str(entry.get("operation") or ""),
+                    str(entry.get("apiVersion") or ""), time if isinstance(time, str) else None,
+                    str(entry.get("subresource") or ""), fields)
+        seen = out.get(m.key)
+        if seen is None:
+            out[m.key] = m
+        else:
+            seen.fields |= fields
+            if m.time and (not seen.time or m.time > seen.time):
+                seen.time = m.time
+    return out
+
+
+def _order(m: Manager) -> tuple[str, str, str, str, str]:
+    return (m.operation, m.time or "", m.manager, m.api_version, m.subresource)
+
+
+def encode_managers(managers: dict[ManagerKey, Manager]) -> list[dict[str, Any]]:
+    """A `managedFields` list, Apply entries first, then by time (as upstream sorts)."""
+    out = []
+    for m in sorted(managers.values(), key=_order):
+        if not m.fields:
+            continue
+        entry: dict[str, Any] = {"manager": m.manager, "operation": m.operation,
+                                 "apiVersion": m.api_version}
+        if m.time:
+            entry["time"] = m.time
+        entry["fieldsType"] = "FieldsV1"
+        entry["fieldsV1"] = encode(m.fields)
+        if m.subresource:
+            entry["subresource"] = m.subresource
+        out.append(entry)
+    return out
+
+
+def drop_empty(managers: dict[ManagerKey, Manager]) -> None:
+    for k in [k for k, m in managers.items() if not m.fields]:
+        del managers[k]
+
+
+def cap_updaters(managers: dict[ManagerKey, Manager]) -> None:
+    """Keep at most 10 Update managers: fold the oldest into `ancient-changes` per version."""
+    updaters = sorted((m for m in managers.values() if m.operation == UPDATE),
+                      key=lambda m: m.time or "")
+    count = len(updaters)
+    first_of_version: dict[str, Manager] = {}
+    for m in updaters:
+        if count <= MAX_UPDATE_MANAGERS:
+            break
+        first = first_of_version.get(m.api_version)
+        if first is None:
+            first_of_version[m.api_version] = m
+            continue
+        bucket_key = manager_key(ANCIENT_CHANGES, UPDATE, m.api_version)
+        if m.key == bucket_key:
+            continue
+        bucket = managers.get(bucket_key)
+        if bucket is None:
+            del managers[first.key]
+            bucket = Manager(ANCIENT_CHANGES, UPDATE, m.api_version, first.time, "", first.fields)
+            managers[bucket_key] = bucket
+            first_of_version[m.api_version] = bucket
+        bucket.fields = bucket.fields | m.fields
+        bucket.time = m.time
+        del managers[m.key]
+        count -= 1
+
+
+def conflict_error(conflicts: dict[ManagerKey, FieldSet],
+                   managers: dict[ManagerKey, Manager]) -> ApiError:
+    """409 Conflict shaped as upstream's apply conflict (message and one cause per field)."""
+    pairs: list[tuple[Manager, Path]] = []
+    for k in sorted(conflicts):
+        for p in sort_paths(conflicts[k]):
+            pairs.append((managers[k], p))
+    causes = [{"type": "FieldManagerConflict", "message": f"conflict with {m.describe()}",
+               "field": path_string(p)} for m, p in pairs]
+    if len(pairs) == 1:
+        m, p = pairs[0]
+        message = f"Apply failed with 1 conflict: conflict with {m.describe()}: {path_string(p)}"
+    else:
+        lines: list[str] = []
+        for k in sorted(conflicts):
+            lines.append(f"conflicts with {managers[k].describe()}:")
+            lines.extend(f"- {path_string(p)}" for p in sort_paths(conflicts[k]))
+        message = f"Apply failed with {len(pairs)} conflicts: " + "\n".join(lines)
+    return ApiError(409, message, "Conflict", causes=causes)
