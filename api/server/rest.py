@@ -4,6 +4,7 @@ deletecollection. Subresources and watch have modules of their own."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from aiohttp import web
@@ -226,9 +227,18 @@ async def patch(server: Server, request: web.Request, info: RequestInfo) -> web.
         check = with_fields(check, manager, info)
     now = meta.now()
 
+    conditional = _names_resource_version(body, ctype)
+
     def mutate(live: Obj) -> Obj:
-        return apply_patch(ctype, live, body, definition=definition, manager=manager or "unknown",
-                           force=force, now=now)
+        live_rv = (live.get("metadata") or {}).get("resourceVersion")
+        out = apply_patch(ctype, live, body, definition=definition, manager=manager or "unknown",
+                          force=force, now=now)
+        md = out.get("metadata") if isinstance(out, dict) else None
+        if not conditional and isinstance(md, dict) and md.get("resourceVersion") == live_rv:
+            # The version read here is no precondition: a concurrent write
+            # makes the update retry on the new object, not fail with 409.
+            md.pop("resourceVersion", None)
+        return out
 
     def create_new() -> Obj:
         # Server-side apply creates what is missing (201).
@@ -245,6 +255,20 @@ async def patch(server: Server, request: web.Request, info: RequestInfo) -> web.
         dry_run=dry_run(request), create_if_missing=create_new if is_apply and not info.subresource else None,
     )
     return object_response(request, info, out, 201 if created else 200, warnings)
+
+
+def _names_resource_version(body: bytes, ctype: str) -> bool:
+    """Whether a patch sets metadata.resourceVersion itself (a precondition)."""
+    try:
+        doc: Any = codec.parse_object(body, ctype) if not ctype.endswith("json-patch+json") \
+            else json.loads(body)
+    except (ApiError, ValueError):
+        return True
+    if isinstance(doc, list):
+        return any(isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion"
+                   for op in doc)
+    md = doc.get("metadata") if isinstance(doc, dict) else None
+    return isinstance(md, dict) and "resourceVersion" in md
 
 
 async def delete(server: Server, request: web.Request, info: RequestInfo) -> web.Response:
