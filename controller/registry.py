@@ -7,11 +7,12 @@ Adding a controller is one import and one row. Each value is an
 
 from __future__ import annotations
 
-from timonel.controller import replicaset
+from timonel.controller import deployment, replicaset
 from timonel.controller.context import Controller
 
 CONTROLLERS: dict[str, Controller] = {
     "replicaset": replicaset.run,
+    "deployment": deployment.run,
 }
 
 # Controllers that run unless `--controllers` names them: all of them, as

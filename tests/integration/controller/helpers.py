@@ -31,7 +31,7 @@ def node_names(count: int, prefix: str = "ctrl") -> list[str]:
     return [f"{prefix}-{tag}-{i}" for i in range(count)]
 
 
-async def wait_for(fn: Callable[[], Awaitable[T]], timeout: float = TIMEOUT,
+async def wait_for(fn: Callable[[], Awaitable[T | None]], timeout: float = TIMEOUT,
                    what: str = "condition") -> T:
     """Poll `fn` until it returns something truthy; fail after `timeout`."""
     loop = asyncio.get_running_loop()
@@ -40,7 +40,7 @@ async def wait_for(fn: Callable[[], Awaitable[T]], timeout: float = TIMEOUT,
     while True:
         last = await fn()
         if last:
-            return last
+            return last  # type: ignore[no-any-return]
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
         await asyncio.sleep(0.1)
@@ -166,3 +166,35 @@ class PodWatch:
                         self.check(self.live)
                     except AssertionError as e:
                         self.errors.append(f"after {etype} {name}: {e}")
+
+
+def deployment(name: str, replicas: int, *, image: str = "busybox:1", max_surge: Any = None,
+               max_unavailable: Any = None, labels: dict[str, str] | None = None,
+               **spec: Any) -> dict[str, Any]:
+    labels = labels or {"app": name}
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "c", "image": image}]}},
+                 **spec}}
+    ru = {k: v for k, v in (("maxSurge", max_surge), ("maxUnavailable", max_unavailable))
+          if v is not None}
+    if ru:
+        body["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": ru}
+    return body
+
+
+async def deployment_done(client: Client, namespace: str, name: str, replicas: int,
+                          image: str | None = None) -> dict[str, Any] | None:
+    """The Deployment once its rollout is complete as `kubectl rollout
+    status` sees it (and running `image`, if given); else None."""
+    d = await client.get(DEPLOYMENTS, namespace, name)
+    st = d.get("status") or {}
+    if image is not None and d["spec"]["template"]["spec"]["containers"][0]["image"] != image:
+        return None
+    ok = (st.get("observedGeneration", 0) >= d["metadata"]["generation"]
+          and d["spec"]["replicas"] == replicas
+          and st.get("updatedReplicas", 0) == replicas and st.get("replicas", 0) == replicas
+          and st.get("availableReplicas", 0) == replicas)
+    return d if ok else None

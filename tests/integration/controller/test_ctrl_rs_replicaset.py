@@ -49,7 +49,7 @@ async def test_replicaset_creates_heals_scales_adopts_and_releases(
             return cur if ok else None
 
         cur = await wait_for(lambda: status(3), what="3 ready replicas")
-        assert cur["status"]["fullyLabeledReplicas"] == 3
+        assert cur is not None and cur["status"]["fullyLabeledReplicas"] == 3
         pods = active(watch.live)
         assert len(pods) == 3 and len(watch.created) == 3
         for p in pods:
