@@ -154,8 +154,13 @@ class CgroupV1:
     def create(self, rel: str, resources: Resources | None = None) -> None:
         cpuset = self.hierarchies.get("cpuset")
         for d in self.dirs(rel):
-            in_cpuset = bool(cpuset) and d.startswith(f"{cpuset}/")
-            makedirs(d, init_cpuset if in_cpuset else None)
+            makedirs(d)
+            if cpuset and d.startswith(f"{cpuset}/"):
+                # Every level, top-down, not only the dirs made here: a concurrent
+                # create may have made a parent and not yet filled it in.
+                parts = os.path.relpath(d, cpuset).split(os.sep)
+                for i in range(1, len(parts) + 1):
+                    init_cpuset(os.path.join(cpuset, *parts[:i]))
         self.update(rel, resources or Resources())
 
     def update(self, rel: str, resources: Resources) -> None:

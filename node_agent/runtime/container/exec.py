@@ -60,7 +60,10 @@ def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_fd:
     status = socket.socket(fileno=status_fd)
 
     def say(line: str) -> None:
-        status.sendall(f"{line}\n".encode())
+        try:
+            status.sendall(f"{line}\n".encode())
+        except OSError:  # the caller stopped listening; still reap our child below
+            pass
 
     try:
         os.setsid()
