@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -198,3 +199,25 @@ async def deployment_done(client: Client, namespace: str, name: str, replicas: i
           and st.get("updatedReplicas", 0) == replicas and st.get("replicas", 0) == replicas
           and st.get("availableReplicas", 0) == replicas)
     return d if ok else None
+
+
+KUBECTL = os.path.join(os.path.dirname(sys.executable), "kubectl")
+
+
+async def kubectl(kubeconfig: str, *args: str, stdin: str | None = None,
+                  timeout: float = 120.0) -> tuple[int, str, str]:
+    """Run the real kubectl without blocking the event loop (the controller
+    manager under test runs in it). Returns (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL, "--kubeconfig", kubeconfig, *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(
+            proc.communicate(stdin.encode() if stdin is not None else None), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"kubectl {' '.join(args)} did not finish in {timeout}s") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
