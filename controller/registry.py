@@ -7,12 +7,16 @@ Adding a controller is one import and one row. Each value is an
 
 from __future__ import annotations
 
-from timonel.controller import deployment, replicaset
+from timonel.controller import daemonset, deployment, job, node_lifecycle, replicaset, statefulset
 from timonel.controller.context import Controller
 
 CONTROLLERS: dict[str, Controller] = {
     "replicaset": replicaset.run,
     "deployment": deployment.run,
+    "nodelifecycle": node_lifecycle.run,
+    "job": job.run,
+    "daemonset": daemonset.run,
+    "statefulset": statefulset.run,
 }
 
 # Controllers that run unless `--controllers` names them: all of them, as

@@ -36,8 +36,12 @@ async def run(ctx: ControllerContext) -> None:
     monitor = HealthMonitor(ctx, nodes, leases, pods)
     evictor = TaintEvictor(ctx, nodes, pods)
     gc = OrphanPodGC(ctx, nodes, pods)
-    allocate_cidrs = bool(ctx.options.extra.get("allocate_node_cidrs", True))
-    ipam = CIDRAllocator(ctx, nodes) if allocate_cidrs else None
+    ipam = None
+    if ctx.options.extra.get("allocate_node_cidrs", True):
+        try:
+            ipam = CIDRAllocator(ctx, nodes)
+        except ValueError as e:
+            log.error("pod CIDR allocation is off: %s", e)
     monitor.register()
     evictor.register()
     if ipam is not None:
