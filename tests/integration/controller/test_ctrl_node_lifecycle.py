@@ -198,3 +198,43 @@ async def test_every_node_down_evicts_nobody(private_server: ApiServer) -> None:
             assert not p["metadata"].get("deletionTimestamp")
             # NoSchedule taints still follow the conditions.
             assert (UNREACHABLE, "NoSchedule") in taint_keys(await client.get(NODES, "", "d1"))
+
+
+async def test_evicted_pods_are_recreated_on_another_node(private_server: ApiServer) -> None:  # noqa: F811
+    """With the ReplicaSet controller running, pods evicted from a dead node
+    come back on a healthy one."""
+    from tests.integration.controller.workload_helpers import Binder
+    from timonel.controller import replicaset
+
+    rs_type = ("apps/v1", "ReplicaSet")
+    async with Client.from_kubeconfig(private_server.kubeconfig) as client:
+        for n in (await client.list(NODES))["items"]:
+            await client.delete(NODES, "", n["metadata"]["name"])
+        hold = {"r2": [{"key": "hold", "value": "x", "effect": "NoSchedule"}]}
+        async with FakeNodes(client, ["r1", "r2"], taints=hold, heartbeat_seconds=0.5) as nodes, \
+                Binder(client, ["r1", "r2"]):
+            ctx = make_context(client, node_monitor_grace_period=5.0, node_monitor_period=0.5,
+                               extra={"allocate_node_cidrs": False})
+            rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
+                  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                           "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                               "tolerations": unreachable_for(2),
+                               "containers": [{"name": "c", "image": "x"}]}}}}
+            async with running(ctx, node_lifecycle.run, replicaset.run):
+                await client.create(rs_type, rs, namespace=NS)
+
+                async def running_on(node: str) -> list[dict[str, Any]] | None:
+                    pods = (await client.list(PODS, NS, label_selector="app=web"))["items"]
+                    ok = [p for p in pods if p["spec"].get("nodeName") == node
+                          and p.get("status", {}).get("phase") == "Running"
+                          and not p["metadata"].get("deletionTimestamp")]
+                    return ok if len(ok) == 2 else None
+
+                first = await eventually(lambda: running_on("r1"), what="2 pods on r1")
+                await client.patch(NODES, "", "r2", {"spec": {"taints": []}})
+                await nodes.stop_heartbeat("r1")
+                await eventually(lambda: running_on("r2"), timeout=60,
+                                 what="2 replacement pods running on r2")
+                for p in first:
+                    old = await client.get(PODS, NS, p["metadata"]["name"])
+                    assert old["metadata"].get("deletionTimestamp")  # evicted, stuck on dead r1
