@@ -7,12 +7,25 @@ Adding a controller is one import and one row. Each value is an
 
 from __future__ import annotations
 
-from timonel.controller import daemonset, deployment, job, node_lifecycle, replicaset, statefulset
+from timonel.controller import (
+    daemonset,
+    deployment,
+    garbage_collector,
+    job,
+    namespace,
+    node_lifecycle,
+    replicaset,
+    serviceaccount,
+    statefulset,
+)
 from timonel.controller.context import Controller
 
 CONTROLLERS: dict[str, Controller] = {
     "replicaset": replicaset.run,
     "deployment": deployment.run,
+    "garbagecollector": garbage_collector.run,
+    "namespace": namespace.run,
+    "serviceaccount": serviceaccount.run,
     "nodelifecycle": node_lifecycle.run,
     "job": job.run,
     "daemonset": daemonset.run,
