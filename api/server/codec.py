@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from timonel.api import jsonutil
 from timonel.api.errors import ApiError
 
 MAX_BODY = 3 * 1024 * 1024  # upstream's limit for a request body
@@ -62,7 +63,7 @@ def parse_object(body: bytes, content_type: str) -> dict[str, Any]:
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return jsonutil.loads(body)
     except UnicodeDecodeError as e:
         raise ApiError(400, f"the request body is not UTF-8: {e}", "BadRequest") from None
     except json.JSONDecodeError as e:
@@ -73,7 +74,7 @@ def parse_json(body: bytes) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return jsonutil.dumps(obj)
 
 
 def json_response(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:

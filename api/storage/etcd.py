@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +24,7 @@ import aetcd
 import grpc
 from aetcd import rpc
 
+from timonel.api import jsonutil
 from timonel.api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class CasFailed(Exception):
 
 
 def decode(value: bytes, mod_revision: int) -> dict[str, Any]:
-    obj: dict[str, Any] = json.loads(value)
+    obj: dict[str, Any] = jsonutil.loads(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(mod_revision)
     return obj
 
@@ -79,7 +79,7 @@ def encode(obj: dict[str, Any]) -> bytes:
     if "resourceVersion" in meta:
         obj = dict(obj)
         obj["metadata"] = {k: v for k, v in meta.items() if k != "resourceVersion"}
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return jsonutil.dumps(obj)
 
 
 def resource_of(key: str) -> str:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from timonel.api import jsonutil
 from timonel.api.errors import ApiError
 from timonel.api.storage.etcd import CompactedError, Store, decode
 
@@ -39,8 +39,7 @@ class Event:
     def line(self) -> bytes:
         """The watch event as one JSON line, serialized once for all watchers."""
         if self._json is None:
-            self._json = json.dumps({"type": self.type, "object": self.obj},
-                                    separators=(",", ":")).encode() + b"\n"
+            self._json = jsonutil.dumps({"type": self.type, "object": self.obj}) + b"\n"
         return self._json
 
 

@@ -1,0 +1,32 @@
+"""The fast JSON path behaves like the standard library."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from timonel.api import jsonutil
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**80, 2**80) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(), c, max_size=4), max_leaves=25)
+
+
+@given(values)
+def test_round_trip_matches_stdlib(v: object) -> None:
+    assert jsonutil.loads(jsonutil.dumps(v)) == json.loads(json.dumps(v))
+
+
+def test_malformed_input_says_where() -> None:
+    with pytest.raises(json.JSONDecodeError) as e:
+        jsonutil.loads(b'{"a": 1,\n "b": }')
+    assert e.value.lineno == 2
+
+
+def test_big_integers_and_non_string_keys() -> None:
+    assert jsonutil.loads(b'{"n": 123456789012345678901234567890}') == {"n": 123456789012345678901234567890}
+    assert jsonutil.loads(jsonutil.dumps({1: "x"})) == {"1": "x"}
