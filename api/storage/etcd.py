@@ -69,7 +69,7 @@ class CasFailed(Exception):
 
 
 def decode(value: bytes, mod_revision: int) -> dict[str, Any]:
-    obj: dict[str, Any] = jsonutil.loads(value)
+    obj: dict[str, Any] = jsonutil.loads_trusted(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(mod_revision)
     return obj
 

@@ -21,12 +21,21 @@ def test_round_trip_matches_stdlib(v: object) -> None:
     assert jsonutil.loads(jsonutil.dumps(v)) == json.loads(json.dumps(v))
 
 
+@given(st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(),
+                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(), c, max_size=4),
+                    max_leaves=25))
+def test_trusted_loads_of_validated_values(v: object) -> None:
+    assert jsonutil.loads_trusted(jsonutil.dumps(v)) == v
+
+
 def test_malformed_input_says_where() -> None:
     with pytest.raises(json.JSONDecodeError) as e:
         jsonutil.loads(b'{"a": 1,\n "b": }')
     assert e.value.lineno == 2
 
 
-def test_big_integers_and_non_string_keys() -> None:
-    assert jsonutil.loads(b'{"n": 123456789012345678901234567890}') == {"n": 123456789012345678901234567890}
+def test_big_integers_stay_integers() -> None:
+    big = 123456789012345678901234567890
+    assert jsonutil.loads(b'{"n": 123456789012345678901234567890}') == {"n": big}
+    assert jsonutil.loads(jsonutil.dumps({"n": big})) == {"n": big}
     assert jsonutil.loads(jsonutil.dumps({1: "x"})) == {"1": "x"}
