@@ -83,6 +83,7 @@ class SandboxManager:
         except FileExistsError:
             raise SandboxError(f"sandbox {spec.id} already exists; remove it first") from None
         cgroup = f"{spec.cgroup_parent.strip('/')}/{spec.id}"
+        spec.hostname = spec.hostname or spec.id[:63]  # never the host's name, which a new UTS ns copies
         kinds = ["ipc", "uts"] + ([] if spec.netns_path else ["net"])
         paths = {k: os.path.join(d, "ns", k) for k in kinds}
         record: dict[str, Any] = {

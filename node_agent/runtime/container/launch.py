@@ -61,6 +61,9 @@ def build(spec: ContainerSpec, state_dir: str, cgroup: str, procs_files: list[st
           force_copy: bool = False,
           cgroup_mounts: tuple[list[list[str]], dict[str, str]] = ([], {})) -> tuple[dict[str, Any], int]:
     """The launch plan (JSON-able) and the capability mask it keeps."""
+    if not spec.hostname and "uts" not in spec.namespaces:
+        # Its own UTS namespace starts as a copy of the host's name: never show that.
+        spec.hostname = spec.id[:63]
     caps = effective_set(spec.cap_add, spec.cap_drop, spec.privileged)
     cred = Credentials(
         uid=spec.user.uid, gid=spec.user.gid, groups=list(spec.user.additional_gids), caps=caps,

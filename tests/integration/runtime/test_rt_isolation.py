@@ -32,6 +32,10 @@ def test_pid1_is_the_workload_with_its_own_hostname(rt: Runtime) -> None:
     r = rt.containers.exec_sync("iso1", ["hostname"], timeout=20)
     assert r.stdout.decode().strip() == "box-one"
     assert os.uname().nodename != "box-one"
+    rt.containers.create(rt.spec("nameless", ["hostname"]))
+    rt.containers.start("nameless")
+    with open(rt.containers.wait("nameless", 20).log_path) as f:
+        assert f.read().endswith(" stdout F nameless\n")  # its id, not the host's name
     r = rt.containers.exec_sync("iso1", ["ps", "-o", "pid,args"], timeout=20)
     pids = [ln.split()[0] for ln in r.stdout.decode().splitlines()[1:]]
     assert pids[0] == "1" and len(pids) <= 3  # sleep, the exec'd ps (and maybe its shell)

@@ -107,5 +107,6 @@ def test_duplicate_and_bad_ids(rt: Runtime) -> None:
     rt.sandboxes.create(SandboxSpec(id="pod-e", cgroup_parent=rt.cgroup_parent))
     with pytest.raises(SandboxError, match="already exists"):
         rt.sandboxes.create(SandboxSpec(id="pod-e", cgroup_parent=rt.cgroup_parent))
+    assert rt.sandboxes.status("pod-e").hostname == "pod-e"  # not the host's
     with pytest.raises(ValueError, match="sandbox id"):
         rt.sandboxes.create(SandboxSpec(id="../x"))
