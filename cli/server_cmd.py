@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 
 from timonel.api.server.run import ServerOptions, StartError, default_data_dir, start
@@ -22,6 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="comma-separated etcd client URLs; without it an embedded etcd is started")
     p.add_argument("--tls-san", action="append", default=[],
                    help="extra subject alternative name for the serving certificate (repeatable)")
+    p.add_argument("--disable-scheduler", action="store_true",
+                   help="do not run the scheduler in this process (run `timonel scheduler` "
+                        "elsewhere, or none)")
+    p.add_argument("--disable-controller-manager", action="store_true",
+                   help="do not run the controllers in this process")
     p.set_defaults(func=run)
 
 
@@ -31,10 +37,28 @@ def run(args: argparse.Namespace) -> int:
         etcd_endpoints=[e for e in args.etcd_endpoints.split(",") if e.strip()],
         tls_sans=args.tls_san,
     )
-    return asyncio.run(_serve(opts))
+    return asyncio.run(_serve(opts, scheduler=not args.disable_scheduler,
+                              controllers=not args.disable_controller_manager))
 
 
-async def _serve(opts: ServerOptions) -> int:
+async def _control_plane(kubeconfig: str, scheduler: bool, controllers: bool) -> None:
+    """The scheduler and controller manager of this server, as API clients like
+    any other (DESIGN.md rule 1), each behind its own leader election so that
+    several servers on one etcd run one of each."""
+    from timonel.api.client import Client
+    from timonel.controller.manager import run_controller_manager
+    from timonel.scheduler import run_scheduler
+
+    async with Client.from_kubeconfig(kubeconfig) as client:
+        loops = []
+        if scheduler:
+            loops.append(run_scheduler(client, leader_elect=True))
+        if controllers:
+            loops.append(run_controller_manager(client, leader_elect=True))
+        await asyncio.gather(*loops)
+
+
+async def _serve(opts: ServerOptions, *, scheduler: bool = True, controllers: bool = True) -> int:
     try:
         server = await start(opts)
     except StartError as e:
@@ -47,7 +71,13 @@ async def _serve(opts: ServerOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    plane = asyncio.create_task(_control_plane(server.kubeconfig_path, scheduler, controllers)) \
+        if scheduler or controllers else None
     await stop.wait()
     print("stopping", flush=True)
+    if plane is not None:
+        plane.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await plane
     await server.stop()
     return 0

@@ -74,12 +74,18 @@ class ApiServer:
 
 
 def start_server(data_dir: str, etcd_endpoint: str = "", port: int = 0,
-                 timeout: float = 60.0) -> ApiServer:
-    """Run `timonel server` and wait until it answers /readyz over HTTPS."""
+                 timeout: float = 60.0, control_plane: bool = False) -> ApiServer:
+    """Run `timonel server` and wait until it answers /readyz over HTTPS.
+
+    Without `control_plane` the in-process scheduler and controllers are off."""
     port = port or free_port()
     os.makedirs(data_dir, exist_ok=True)
     log_path = os.path.join(data_dir, "server.log")
     args = [TIMONEL, "-v", "server", "--data-dir", data_dir, "--port", str(port)]
+    if not control_plane:
+        # API tests see only what they do; control-plane tests run the loops
+        # they test themselves.
+        args += ["--disable-scheduler", "--disable-controller-manager"]
     if etcd_endpoint:
         args += ["--etcd-endpoints", etcd_endpoint]
     with open(log_path, "ab") as log:
