@@ -22,7 +22,7 @@ from timonel.api import meta
 from timonel.api.client import WorkQueue, run_workers
 from timonel.api.client.events import NORMAL, WARNING
 from timonel.api.errors import ApiError
-from timonel.api.selectors import from_label_selector_dict
+from timonel.api.selectors import from_label_selector_dict, matches
 from timonel.controller import ownership
 from timonel.controller.context import ControllerContext
 from timonel.controller.expectations import UIDTrackingExpectations
@@ -203,8 +203,6 @@ class JobController:
                     sel = from_label_selector_dict((job.get("spec") or {}).get("selector"))
                 except ApiError:
                     continue
-                from timonel.api.selectors import matches
-
                 if matches(sel, meta.labels_of(pod)):
                     self.queue.add(job_key(job))
 

@@ -131,8 +131,12 @@ class HealthMonitor:
         if relevant:
             self.taint_queue.add(meta.name_of(new))
 
-    def _node_deleted(self, node: Obj) -> None:
-        self.health.pop(meta.name_of(node), None)
+    async def _node_deleted(self, node: Obj) -> None:
+        name = meta.name_of(node)
+        if self.health.pop(name, None) is not None:
+            await self.ctx.recorder.event(node, "Normal", "RemovingNode",
+                                          f"Node {name} event: Removing Node {name} from "
+                                          "Controller")
 
     def _pod_changed(self, old: Obj | None, new: Obj) -> None:
         node = pod_node(new)
@@ -204,6 +208,10 @@ class HealthMonitor:
     async def check_node(self, node: Obj, now: float) -> str | None:
         """Mark a silent node's conditions Unknown; returns its Ready status."""
         name = meta.name_of(node)
+        if name not in self.health:
+            await self.ctx.recorder.event(node, "Normal", "RegisteredNode",
+                                          f"Node {name} event: Registered Node {name} in "
+                                          "Controller")
         h = self._observe(node, now)
         grace = self.grace if get_condition(node, "Ready") is not None else self.startup_grace
         observed = ready_status(node)

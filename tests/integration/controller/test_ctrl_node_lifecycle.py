@@ -74,8 +74,8 @@ async def test_dead_node_is_tainted_and_its_pods_evicted(private_server: ApiServ
             c1, c2 = await eventually(cidrs, what="pod CIDRs")
             assert c1 != c2
             for c in (c1, c2):
-                assert ipaddress.ip_network(c).subnet_of(ipaddress.ip_network("10.244.0.0/16"))
-                assert ipaddress.ip_network(c).prefixlen == 24
+                assert ipaddress.IPv4Network(c).subnet_of(ipaddress.IPv4Network("10.244.0.0/16"))
+                assert ipaddress.IPv4Network(c).prefixlen == 24
             await eventually(lambda: _running(client, "now"), what="pod running")
             await nodes.stop_heartbeat("n1")
 
@@ -115,8 +115,9 @@ async def test_dead_node_is_tainted_and_its_pods_evicted(private_server: ApiServ
             assert ready(forever)["status"] == "False"
             assert has_event(await events_for(client, NS, "forever"), "NodeNotReady",
                              "Node is not ready")
-            assert has_event(await events_for(client, NS, "n1"), "NodeNotReady",
-                             "Node n1 status is now: NodeNotReady")
+            node_events = await events_for(client, NS, "n1")
+            assert has_event(node_events, "NodeNotReady", "Node n1 status is now: NodeNotReady")
+            assert has_event(node_events, "RegisteredNode", "Registered Node n1 in Controller")
             # Tolerated for ever, or for the default 300 s: still there; the
             # healthy node's pod is untouched.
             await never(lambda: _deleting_any(client, ["forever", "default", "other"]), 2.0,

@@ -134,8 +134,9 @@ def test_indexed_removes_duplicates_bad_and_succeeded_indexes() -> None:
 
 
 def test_indexed_pod_gets_index_hostname_and_env() -> None:
-    pod = {"metadata": {"labels": {"x": "y"}},
-           "spec": {"containers": [{"name": "c"}], "initContainers": [{"name": "i"}]}}
+    pod: dict[str, Any] = {"metadata": {"labels": {"x": "y"}},
+                           "spec": {"containers": [{"name": "c"}],
+                                    "initContainers": [{"name": "i"}]}}
     mutate_for_job(pod, job(completionMode="Indexed"), 4)
     assert pod["metadata"]["finalizers"] == ["batch.kubernetes.io/job-tracking"]
     assert pod["metadata"]["annotations"][indexes.COMPLETION_INDEX] == "4"

@@ -80,7 +80,7 @@ def test_never_hands_out_a_subnet_in_use(ops: list[tuple[bool, int]]) -> None:
                 assert len(held) == 8
                 continue
             assert c not in held
-            assert ipaddress.ip_network(c).subnet_of(ipaddress.ip_network("10.1.0.0/26"))
+            assert ipaddress.IPv4Network(c).subnet_of(ipaddress.IPv4Network("10.1.0.0/26"))
             held.append(c)
         elif held:
             s.release(held.pop(pick % len(held)))
