@@ -218,3 +218,38 @@ async def test_ttl_after_finished_deletes_the_job(env: tuple[Client, str]) -> No
     # Deleted in the foreground: without a garbage collector running here the
     # Job stays marked (foregroundDeletion finalizer) until its pods are gone.
     await eventually(deleting, timeout=30, what="job deleted after its TTL")
+
+
+async def test_restarted_controller_creates_no_extra_pods_and_counts_once(
+        private_server: ApiServer) -> None:  # noqa: F811
+    async with Client.from_kubeconfig(private_server.kubeconfig) as client, \
+            FakeNodes(client, NODES, heartbeat_seconds=5), Binder(client, NODES):
+        ns = await new_namespace(client, "job")
+        await client.create(JOBS, job("rs", completions=4, parallelism=2), namespace=ns)
+
+        async def running_pods() -> list[dict[str, Any]]:
+            return [p for p in await job_pods(client, ns, "rs")
+                    if p.get("status", {}).get("phase") == "Running"]
+
+        ctx = make_context(client, "job-controller")
+        async with running(ctx, job_controller.run):
+            first = await eventually(lambda: _count(running_pods(), 2), what="two running pods")
+            await finish_pod(client, first[0])
+            await eventually(lambda: _count(running_pods(), 2), what="replacement running")
+        # The controller is down while a pod finishes; a new one (fresh
+        # caches, no memory) must count it once and not double the pods.
+        for p in await running_pods():
+            await finish_pod(client, p)
+        ctx = make_context(client, "job-controller")
+        async with running(ctx, job_controller.run):
+            async def three_succeeded() -> dict[str, Any] | None:
+                j = await client.get(JOBS, ns, "rs")
+                return j if j.get("status", {}).get("succeeded") == 3 else None
+
+            await eventually(three_succeeded, what="3 counted after the restart")
+            last = await eventually(lambda: _count(running_pods(), 1), what="the fourth pod")
+            await never(lambda: _more_than(job_pods(client, ns, "rs"), 4), 1.0, "a fifth pod")
+            await finish_pod(client, last[0])
+            j = await wait_condition(client, ns, "rs", "Complete")
+        assert j["status"]["succeeded"] == 4 and "failed" not in j["status"]
+        assert len(await job_pods(client, ns, "rs")) == 4
