@@ -68,7 +68,8 @@ def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], mana
     new_set = to_field_set(config, shape, strict=True) - STRIPPED
 
     live_view = without_managed_fields(live) if live is not None else {}
-    managers = decode_managers(managed_fields_of(live))
+    stored: dict[ManagerKey, tuple[FieldSet, Any]] = {}
+    managers = decode_managers(managed_fields_of(live), stored)
     if live is not None and not managers:
         # Fields set before anyone applied belong to a placeholder, so that the
         # first apply conflicts instead of silently taking them (upstream).
@@ -101,7 +102,7 @@ def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], mana
     drop_empty(managers)
     if manager == "kubectl":
         _sync_last_applied(merged, config)
-    _set_managed_fields(merged, managers)
+    _set_managed_fields(merged, managers, stored)
     log.debug("server_side_apply manager=%s fields=%d conflicts_forced=%d", manager, len(new_set),
               sum(len(c) for c in conflicts.values()))
     return merged
@@ -192,8 +193,9 @@ def _sync_last_applied(merged: dict[str, Any], config: dict[str, Any]) -> None:
     annotations[LAST_APPLIED] = json.dumps(config, separators=(",", ":"), ensure_ascii=False)
 
 
-def _set_managed_fields(obj: dict[str, Any], managers: dict[ManagerKey, Manager]) -> None:
-    entries = encode_managers(managers)
+def _set_managed_fields(obj: dict[str, Any], managers: dict[ManagerKey, Manager],
+                        stored: dict[ManagerKey, tuple[FieldSet, Any]]) -> None:
+    entries = encode_managers(managers, stored)
     md = obj.get("metadata")
     if not isinstance(md, dict):
         if not entries:

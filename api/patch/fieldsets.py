@@ -57,8 +57,16 @@ def item_pe(shape: Shape, item: Any, index: int, path: Path, strict: bool) -> st
     """
     if shape.list_type == "map":
         if isinstance(item, dict):
+            names = shape.sorted_keys()
+            if len(names) == 1:  # most list maps: containers, env, volumes, conditions
+                value = item.get(names[0])
+                if value is not None:
+                    try:
+                        return _one_key_pe(names[0], type(value).__name__, value)
+                    except TypeError:
+                        pass  # an unhashable key value: below
             key: list[tuple[str, str, Any]] = []
-            for name in shape.sorted_keys():
+            for name in names:
                 value = item.get(name)
                 if value is not None:
                     key.append((name, type(value).__name__, value))
@@ -91,6 +99,11 @@ def item_pe(shape: Shape, item: Any, index: int, path: Path, strict: bool) -> st
 @functools.lru_cache(maxsize=65536)
 def _key_pe(key: tuple[tuple[str, str, Any], ...]) -> str:
     return "k:" + go_json({name: value for name, _, value in key})
+
+
+@functools.lru_cache(maxsize=65536)
+def _one_key_pe(name: str, _type: str, value: Any) -> str:
+    return "k:" + go_json({name: value})
 
 
 @functools.lru_cache(maxsize=65536)
@@ -201,9 +214,11 @@ def _compare(lhs: Any, rhs: Any, shape: Shape, path: Path, cmp: Comparison, item
     # Most of an object is unchanged on a write: `==` and marshal run in C.
     if lhs is rhs or (lhs == rhs and same(lhs, rhs)):
         return
-    if lhs is _MISSING:
-        all_paths(rhs, shape, path, cmp.added, item)
-        return
+    _differ(lhs, rhs, shape, path, cmp, item)
+
+
+def _differ(lhs: Any, rhs: Any, shape: Shape, path: Path, cmp: Comparison, item: bool) -> None:
+    """_compare for values known to differ (as JSON); an added value never comes here."""
     if rhs is _MISSING:
         all_paths(lhs, shape, path, cmp.removed, item)
         return
@@ -224,9 +239,18 @@ def _compare(lhs: Any, rhs: Any, shape: Shape, path: Path, cmp: Comparison, item
         child = shape.child
         for k, lv in left.items():
             rv = right.get(k, _MISSING)
-            if lv is not rv:
-                s, entry = child(k)
-                _compare(lv, rv, s, (*path, "f:" + k), cmp, entry)
+            if lv is rv:
+                continue
+            if lv == rv:
+                t = type(lv)
+                if (t is type(rv) and t is not dict and t is not list) or same(lv, rv):
+                    continue
+            elif (rv is not _MISSING and not isinstance(lv, dict | list)
+                  and not isinstance(rv, dict | list)):
+                cmp.modified.add((*path, "f:" + k))  # two different scalars: a leaf
+                continue
+            s, entry = child(k)
+            _differ(lv, rv, s, (*path, "f:" + k), cmp, entry)
         for k, rv in right.items():
             if k not in left:
                 s, entry = child(k)

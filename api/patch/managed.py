@@ -14,6 +14,8 @@ from typing import Any
 
 from timonel.api.errors import ApiError
 from timonel.api.patch.fieldsets import FieldSet, Path, decode, encode, path_string, sort_paths
+from timonel.api.patch.fieldsv1 import is_canonical
+from timonel.api.patch.jsonvalue import deep_copy
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,14 @@ def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def decode_managers(entries: Any) -> dict[ManagerKey, Manager]:
-    """The managers of a `managedFields` list; unreadable entries are dropped."""
+def decode_managers(entries: Any, stored: dict[ManagerKey, tuple[FieldSet, Any]] | None = None,
+                    ) -> dict[ManagerKey, Manager]:
+    """The managers of a `managedFields` list; unreadable entries are dropped.
+
+    `stored`, if given, receives each manager's decoded fields next to the
+    FieldsV1 they came from (for managers with a single entry), so that
+    `encode_managers` can copy what did not change instead of encoding it.
+    """
     out: dict[ManagerKey, Manager] = {}
     if not isinstance(entries, list):
         return out
@@ -81,8 +89,9 @@ def decode_managers(entries: Any) -> dict[ManagerKey, Manager]:
             log.warning("managed_fields_skipped reason=fieldsType fieldsType=%s",
                         entry.get("fieldsType"))
             continue
+        raw = entry.get("fieldsV1") or {}
         try:
-            fields = decode(entry.get("fieldsV1") or {})
+            fields = decode(raw)
         except ValueError as e:
             log.warning("managed_fields_skipped manager=%s reason=%s", entry.get("manager"), e)
             continue
@@ -93,10 +102,14 @@ def decode_managers(entries: Any) -> dict[ManagerKey, Manager]:
         seen = out.get(m.key)
         if seen is None:
             out[m.key] = m
+            if stored is not None:
+                stored[m.key] = (fields, raw)
         else:
             seen.fields |= fields
             if m.time and (not seen.time or m.time > seen.time):
                 seen.time = m.time
+            if stored is not None:
+                stored.pop(m.key, None)
     return out
 
 
@@ -104,10 +117,20 @@ def manager_order(m: Manager) -> tuple[str, str, str, str, str]:
     return (m.operation, m.time or "", m.manager, m.api_version, m.subresource)
 
 
-def encode_managers(managers: dict[ManagerKey, Manager]) -> list[dict[str, Any]]:
+def encode_managers(managers: dict[ManagerKey, Manager],
+                    stored: dict[ManagerKey, tuple[FieldSet, Any]] | None = None,
+                    ) -> list[dict[str, Any]]:
     """A `managedFields` list, Apply entries first, then by time (as upstream sorts)."""
-    return [manager_entry(m, encode(m.fields))
+    return [manager_entry(m, _fields_v1(m, stored))
             for m in sorted(managers.values(), key=manager_order) if m.fields]
+
+
+def _fields_v1(m: Manager, stored: dict[ManagerKey, tuple[FieldSet, Any]] | None,
+               ) -> dict[str, Any]:
+    hit = stored.get(m.key) if stored else None
+    if hit is not None and hit[0] == m.fields and is_canonical(hit[1]):
+        return deep_copy(hit[1])  # type: ignore[no-any-return]
+    return encode(m.fields)
 
 
 def manager_entry(m: Manager, fields_v1: dict[str, Any]) -> dict[str, Any]:

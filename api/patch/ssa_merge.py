@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from timonel.api.patch.fieldsets import Path, fpe, index_items, is_object_shape
+from timonel.api.patch.fieldsets import Path, index_items
 from timonel.api.patch.jsonvalue import deep_copy
-from timonel.api.patch.shapes import LIST, Shape
+from timonel.api.patch.shapes import Shape
 
 _MISSING: Any = object()
 
@@ -27,31 +27,28 @@ def merge_applied(live: dict[str, Any], applied: dict[str, Any], shape: Shape) -
     return out if isinstance(out, dict) else {}
 
 
-def _granular_list(shape: Shape) -> bool:
-    return shape.kind == LIST and shape.list_type != "atomic"
-
-
 def _merge(lhs: Any, rhs: Any, shape: Shape, path: Path) -> Any:
     """The merged value; `lhs` may be reused, `rhs` is never shared into the result."""
     if rhs is None:
-        if isinstance(lhs, list) and _granular_list(shape):
+        if isinstance(lhs, list) and shape.granular_list:
             return lhs
-        if isinstance(lhs, dict) and is_object_shape(shape, lhs) and not shape.atomic:
+        if isinstance(lhs, dict) and shape.granular_object:
             return lhs
         return _MISSING
     if isinstance(rhs, list):
-        if not _granular_list(shape):
+        if not shape.granular_list:
             return deep_copy(rhs)
         return _merge_list(lhs if isinstance(lhs, list) else [], rhs, shape, path)
     if isinstance(rhs, dict):
-        if shape.atomic or not is_object_shape(shape, rhs):
+        if not shape.granular_object:
             return deep_copy(rhs)
         target = lhs if isinstance(lhs, dict) else {}
+        child = shape.child
         for key, value in rhs.items():
             if value is not None and not isinstance(value, dict | list):
                 target[key] = value  # a scalar replaces whatever was there
                 continue
-            merged = _merge(target.get(key, _MISSING), value, shape.field(key), (*path, fpe(key)))
+            merged = _merge(target.get(key, _MISSING), value, child(key)[0], (*path, "f:" + key))
             if merged is _MISSING:
                 target.pop(key, None)
             else:
