@@ -78,14 +78,6 @@ def pod_spec_defaults(spec: Obj) -> None:
     spec.setdefault("securityContext", {})
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("enableServiceLinks", True)
-    # ServiceAccount admission: every pod runs as a service account.
-    sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-    spec["serviceAccountName"] = sa
-    spec["serviceAccount"] = sa
-    # Priority admission: no class means priority 0.
-    if not spec.get("priorityClassName"):
-        spec.setdefault("priority", 0)
-    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for c in spec.get(key) or []:
             _container(c)
@@ -95,6 +87,21 @@ def pod_spec_defaults(spec: Obj) -> None:
         for src in ("configMap", "secret", "downwardAPI", "projected"):
             if isinstance(v.get(src), dict):
                 v[src].setdefault("defaultMode", 420)
+
+
+def pod_admission_defaults(spec: Obj) -> None:
+    """What upstream's admission plugins add to pods only (never to the pod
+    templates of workloads): ServiceAccount, Priority, DefaultTolerationSeconds."""
+    if not isinstance(spec, dict):
+        return
+    # ServiceAccount admission: every pod runs as a service account.
+    sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    spec["serviceAccountName"] = sa
+    spec["serviceAccount"] = sa
+    # Priority admission: no class means priority 0.
+    if not spec.get("priorityClassName"):
+        spec.setdefault("priority", 0)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
     _default_tolerations(spec)
 
 
@@ -120,7 +127,9 @@ def _template(obj: Obj) -> None:
 
 
 def _pod(obj: Obj) -> None:
-    pod_spec_defaults(obj.setdefault("spec", {}))
+    spec = obj.setdefault("spec", {})
+    pod_spec_defaults(spec)
+    pod_admission_defaults(spec)
 
 
 def _deployment(obj: Obj) -> None:
