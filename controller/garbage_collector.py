@@ -23,12 +23,13 @@ import logging
 from typing import Any
 
 from timonel.api import meta, resources
-from timonel.api.client import Informer, WorkQueue, retry_on_conflict, run_workers
+from timonel.api.client import Informer, WorkQueue, retry_on_conflict
 from timonel.api.client.events import WARNING
 from timonel.api.client.workqueue import default_controller_rate_limiter
 from timonel.api.errors import ApiError
 from timonel.api.resources import ResourceType
 from timonel.controller.context import ControllerContext
+from timonel.controller.loop import run_loop
 from timonel.controller.ownership import add_index
 
 log = logging.getLogger(__name__)
@@ -354,14 +355,8 @@ class GarbageCollector:
 
     async def run(self) -> None:
         self.start_handlers()
-        for inf in self.informers.values():
-            await inf.wait_synced()
-        log.info("garbage collector synced kinds=%d, starting workers=%d", len(self.informers),
-                 self.ctx.options.workers)
-        try:
-            await run_workers(self.queue, self.process, self.ctx.options.workers)
-        finally:
-            self.queue.shutdown()
+        await run_loop(self.queue, self.informers.values(), self.process,
+                       self.ctx.options.workers)
 
 
 async def run(ctx: ControllerContext) -> None:

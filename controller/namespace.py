@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from timonel.api import meta, resources
-from timonel.api.client import WorkQueue, run_workers
+from timonel.api.client import WorkQueue
 from timonel.api.client.workqueue import default_controller_rate_limiter
 from timonel.api.errors import ApiError
 from timonel.api.resources import ResourceType
 from timonel.controller.context import ControllerContext
+from timonel.controller.loop import run_loop
 from timonel.controller.pods import parse_time
 
 log = logging.getLogger(__name__)
@@ -185,12 +186,7 @@ class NamespaceController:
 
     async def run(self) -> None:
         self.informer.add_handler(self._changed, lambda old, new: self._changed(new))
-        await self.informer.wait_synced()
-        log.info("namespace controller synced, starting workers=%d", self.ctx.options.workers)
-        try:
-            await run_workers(self.queue, self.sync, self.ctx.options.workers)
-        finally:
-            self.queue.shutdown()
+        await run_loop(self.queue, (self.informer,), self.sync, self.ctx.options.workers)
 
 
 async def run(ctx: ControllerContext) -> None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from timonel.api import meta
-from timonel.api.client import WorkQueue, run_workers
+from timonel.api.client import WorkQueue
 from timonel.api.client.informer import Informer, meta_namespace_key, namespace_index
 from timonel.api.client.informer import split_meta_namespace_key as split_key
 from timonel.api.client.workqueue import default_controller_rate_limiter
@@ -24,6 +24,7 @@ from timonel.api.errors import ApiError
 from timonel.api.selectors import from_label_selector_dict, matches, selector_from_set
 from timonel.controller.context import ControllerContext
 from timonel.controller.expectations import UIDTrackingExpectations
+from timonel.controller.loop import run_loop
 from timonel.controller.ownership import (
     add_index,
     candidates,
@@ -311,13 +312,8 @@ class ReplicaSetController:
 
     async def run(self) -> None:
         self.start_handlers()
-        await self.rs_informer.wait_synced()
-        await self.pod_informer.wait_synced()
-        log.info("replicaset controller synced, starting workers=%d", self.ctx.options.workers)
-        try:
-            await run_workers(self.queue, self.sync, self.ctx.options.workers)
-        finally:
-            self.queue.shutdown()
+        await run_loop(self.queue, (self.rs_informer, self.pod_informer), self.sync,
+                       self.ctx.options.workers)
 
 
 async def run(ctx: ControllerContext) -> None:

@@ -8,10 +8,11 @@ import logging
 from typing import Any
 
 from timonel.api import meta
-from timonel.api.client import WorkQueue, run_workers
+from timonel.api.client import WorkQueue
 from timonel.api.client.workqueue import default_controller_rate_limiter
 from timonel.api.errors import ApiError
 from timonel.controller.context import ControllerContext
+from timonel.controller.loop import run_loop
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,8 @@ class ServiceAccountController:
         self.ns_informer.add_handler(lambda ns: self.queue.add(meta.name_of(ns)),
                                      lambda old, ns: self.queue.add(meta.name_of(ns)))
         self.sa_informer.add_handler(on_delete=self._sa_changed)
-        await self.ns_informer.wait_synced()
-        await self.sa_informer.wait_synced()
-        log.info("serviceaccount controller synced, starting workers=%d",
-                 self.ctx.options.workers)
-        try:
-            await run_workers(self.queue, self.sync, self.ctx.options.workers)
-        finally:
-            self.queue.shutdown()
+        await run_loop(self.queue, (self.ns_informer, self.sa_informer), self.sync,
+                       self.ctx.options.workers)
 
 
 async def run(ctx: ControllerContext) -> None:

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from timonel.api import meta
-from timonel.api.client import Informer, WorkQueue, run_workers
+from timonel.api.client import Informer, WorkQueue
 from timonel.api.client.events import WARNING
 from timonel.api.client.informer import meta_namespace_key, namespace_index
 from timonel.api.client.informer import split_meta_namespace_key as split_key
@@ -18,6 +18,7 @@ from timonel.api.selectors import from_label_selector_dict, matches
 from timonel.controller.context import ControllerContext
 from timonel.controller.deployment import util
 from timonel.controller.deployment.rollout import DEPLOYMENTS, REPLICASETS, Sync, selects_everything
+from timonel.controller.loop import run_loop
 from timonel.controller.ownership import (
     add_index,
     candidates,
@@ -192,13 +193,8 @@ class DeploymentController:
 
     async def run(self) -> None:
         self.start_handlers()
-        for inf in (self.d_informer, self.rs_informer, self.pod_informer):
-            await inf.wait_synced()
-        log.info("deployment controller synced, starting workers=%d", self.ctx.options.workers)
-        try:
-            await run_workers(self.queue, self.sync, self.ctx.options.workers)
-        finally:
-            self.queue.shutdown()
+        await run_loop(self.queue, (self.d_informer, self.rs_informer, self.pod_informer),
+                       self.sync, self.ctx.options.workers)
 
 
 async def run(ctx: ControllerContext) -> None:

@@ -121,6 +121,17 @@ async def test_deployment_scales_and_rolls_out_within_bounds(api_server: ApiServ
         assert f"Scaled up replica set {rs1['metadata']['name']} from 0 to 3" in scaling
         assert f"Scaled up replica set {rs1['metadata']['name']} from 3 to 10" in scaling
 
+        # The extensions/v1beta1 rollback request, kept as an annotation.
+        await client.patch(DEPLOYMENTS, namespace, "web", {"metadata": {"annotations": {
+            "deprecated.deployment.rollback.to": "2"}}})
+        done = await wait_for(lambda: deployment_done(client, namespace, "web", 3,
+                                                      image="busybox:2"),
+                              what="rolled back to revision 2")
+        assert "deprecated.deployment.rollback.to" not in done["metadata"]["annotations"]
+        await wait_for(lambda: _count(watch, 3), what="old pods gone")
+        assert not watch.errors, watch.errors
+        assert len(watch.created) == 19
+
 
 async def _count(watch: PodWatch, n: int) -> bool:
     return len(watch.live) == n
