@@ -320,7 +320,8 @@ def _compare_list(lhs: Any, rhs: Any, shape: Shape, path: Path, cmp: Comparison)
 _RANK = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 
-def _pe_sort_key(pe: str) -> tuple[int, str]:
+def pe_sort_key(pe: str) -> tuple[int, str]:
+    """Where a path element sorts among its siblings in FieldsV1."""
     return (_RANK.get(pe[:1], 4), pe[2:])
 
 
@@ -352,7 +353,7 @@ def _emit(node: dict[str, Any]) -> dict[str, Any]:
     keys.sort()
     # Plain string order is the FieldsV1 order unless element kinds mix.
     if keys[0][:1] != keys[-1][:1]:
-        keys.sort(key=_pe_sort_key)
+        keys.sort(key=pe_sort_key)
     for k in keys:
         child = node[k]
         out[k] = {} if len(child) == 1 and "." in child else _emit(child)
@@ -444,7 +445,7 @@ def path_string(path: Path) -> str:
 
 
 def sort_paths(paths: Iterable[Path]) -> list[Path]:
-    return sorted(paths, key=lambda p: [_pe_sort_key(pe) for pe in p])
+    return sorted(paths, key=lambda p: [pe_sort_key(pe) for pe in p])
 
 
 def remove_paths(obj: dict[str, Any], paths: Iterable[Path], shape: Shape) -> None:

@@ -19,17 +19,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from timonel.api.patch.fieldsets import STRIPPED, Path, canonical_pe, item_pe
+from timonel.api.patch.fieldsets import STRIPPED, Path, canonical_pe, item_pe, pe_sort_key
 from timonel.api.patch.shapes import STRUCT, Shape
-
-_RANK = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 
 def _sort_key(pe: str) -> tuple[int, str]:
     # The order of fieldsets.encode, with "." (a member with children) first.
     if pe == ".":
         return (-1, "")
-    return (_RANK.get(pe[:1], 4), pe[2:])
+    return pe_sort_key(pe)
 
 
 def created_fields(obj: Any, shape: Shape) -> dict[str, Any]:
@@ -41,7 +39,9 @@ def created_fields(obj: Any, shape: Shape) -> dict[str, Any]:
         return {}  # a leaf at the root: compare reports only the root path, never kept
     root = _object_node(obj, shape, False)
     for path in STRIPPED:
-        discard(root, path)
+        node = root.get(path[0])
+        if node is not None and (len(path) == 1 or path[1] in node):
+            discard(root, path)
     return root
 
 
@@ -86,9 +86,19 @@ def _list_node(value: list[Any], shape: Shape, member: bool) -> dict[str, Any]:
     return out
 
 
-@functools.lru_cache(maxsize=65536)
 def _keys_verdict(keys: tuple[str, ...]) -> int:
     """0: not canonical; 1: canonical path elements in order; 2: the same after a '.'."""
+    # The key lists of FieldsV1 nodes repeat from object to object; long ones
+    # (big maps and lists) are rare and would make the cache heavy.
+    return _small_keys_verdict(keys) if len(keys) <= 16 else _verdict(keys)
+
+
+@functools.lru_cache(maxsize=8192)
+def _small_keys_verdict(keys: tuple[str, ...]) -> int:
+    return _verdict(keys)
+
+
+def _verdict(keys: tuple[str, ...]) -> int:
     dot = bool(keys) and keys[0] == "."
     rest = keys[1:] if dot else keys
     prev: tuple[int, str] | None = None
@@ -111,14 +121,15 @@ def is_canonical(fields_v1: Any) -> bool:
     """Is `fields_v1` exactly what `encode(decode(fields_v1))` gives?"""
     if type(fields_v1) is not dict or _keys_verdict(tuple(fields_v1)) != 1:
         return False
-    verdict = _keys_verdict
+    cached = _small_keys_verdict
     stack = [fields_v1]
     while stack:
         for child in stack.pop().values():
             if type(child) is not dict:
                 return False
             if child:
-                v = verdict(tuple(child))
+                keys = tuple(child)
+                v = cached(keys) if len(keys) <= 16 else _verdict(keys)
                 # A "." must hold {} (anything else reads the same but is written as {}).
                 if v == 1 or (v == 2 and child["."] == {}):
                     stack.append(child)

@@ -365,6 +365,8 @@ def test_apply_matches_reference(data: st.DataObject) -> None:
     live: dict[str, Any] | None = None
     if data.draw(st.booleans()):
         live = ref.record_update(None, obj, "creator", api_version, "t0")
+        if data.draw(st.integers(0, 3)) == 0:
+            live["metadata"]["managedFields"] = data.draw(sent_entries())
     for step in range(data.draw(st.integers(1, 3))):
         config, _ = object_for(data.draw)
         config.update(apiVersion=api_version, kind=kind)

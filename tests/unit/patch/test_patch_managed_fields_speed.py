@@ -69,18 +69,19 @@ def deployment() -> dict[str, Any]:
 
 
 def median_ms(fn: Callable[[], Any], runs: int = 200) -> float:
+    """The median CPU time of one call: time spent waiting for a busy CPU is not counted."""
     for _ in range(20):
         fn()
     times = []
     gc.disable()
     try:
         for _ in range(runs):
-            start = time.perf_counter()
+            start = time.thread_time_ns()
             fn()
-            times.append(time.perf_counter() - start)
+            times.append(time.thread_time_ns() - start)
     finally:
         gc.enable()
-    return statistics.median(times) * 1000
+    return statistics.median(times) / 1e6
 
 
 def check(what: str, target_ms: float, fast: Callable[[], Any], old: Callable[[], Any]) -> None:
