@@ -160,7 +160,6 @@ class DeploymentController:
                 await self.client.update_status(DEPLOYMENTS, {**d, "status": status})
             return
         rss = await self.replica_sets_for(d)
-        pods_by_rs = self.pods_by_replica_set(d, rss)
         work = Sync(self, d, rss)
         if (d.get("metadata") or {}).get("deletionTimestamp"):
             new, old = await work.get_all_and_sync_revision(False)
@@ -179,7 +178,8 @@ class DeploymentController:
         if util.is_rolling_update(work.d):
             await work.rolling()
         else:
-            await work.recreate(pods_by_rs)
+            # Only Recreate looks at pods: it waits for the old ones to be gone.
+            await work.recreate(self.pods_by_replica_set(d, rss))
 
     async def _check_paused(self, work: Sync) -> None:
         from timonel.controller.deployment import status as st
