@@ -51,7 +51,7 @@ OWNER = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
 
 
 def test_pod_from_template_carries_labels_owner_and_prefix() -> None:
-    template = {"metadata": {"labels": {"app": "web"}, "annotations": {"a": "b"},
+    template: dict[str, Any] = {"metadata": {"labels": {"app": "web"}, "annotations": {"a": "b"},
                              "finalizers": ["x/y"]},
                 "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
     p = pod_from_template(template, OWNER)
