@@ -186,7 +186,7 @@ def _merge_list(orig: list[Any], patch: list[Any], shape: Shape, path: str,
         merged: list[Any] = []
         seen: set[Hashable] = set()
         for value in orig + patch:
-            k = scalar_key(value)
+            k: Hashable = scalar_key(value)
             if k not in seen:
                 seen.add(k)
                 merged.append(value)
