@@ -84,20 +84,24 @@ def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], mana
     if previous is not None and previous.fields:
         _prune(merged, previous.fields, new_set, managers, key, shape)
 
-    cmp = compare(live_view, merged, shape)
-    changed = cmp.added | cmp.modified
-    conflicts = {k: m.fields & changed for k, m in managers.items()
-                 if k != key and m.fields & changed}
-    if conflicts and not force:
-        remaining = _not_allowed_by_last_applied(live_view, conflicts, shape) \
-            if manager == "kubectl" else conflicts
-        if remaining:
-            raise conflict_error(remaining, managers)
-    for k, fields in conflicts.items():
-        managers[k].fields = managers[k].fields - fields
-    for k, m in managers.items():
-        if k != key:
-            m.fields = m.fields - cmp.removed
+    conflicts: dict[ManagerKey, FieldSet] = {}
+    if any(k != key for k in managers):
+        # What changed only matters to the other managers (a create or the
+        # sole manager re-applying skips the diff).
+        cmp = compare(live_view, merged, shape)
+        changed = cmp.added | cmp.modified
+        conflicts = {k: m.fields & changed for k, m in managers.items()
+                     if k != key and m.fields & changed}
+        if conflicts and not force:
+            remaining = _not_allowed_by_last_applied(live_view, conflicts, shape) \
+                if manager == "kubectl" else conflicts
+            if remaining:
+                raise conflict_error(remaining, managers)
+        for k, fields in conflicts.items():
+            managers[k].fields = managers[k].fields - fields
+        for k, m in managers.items():
+            if k != key:
+                m.fields = m.fields - cmp.removed
     managers[key] = Manager(manager, APPLY, api_version, now, "", new_set)
     drop_empty(managers)
     if manager == "kubectl":
