@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from timonel.cli import controller_manager_cmd, runtime_cmd, scheduler_cmd, server_cmd
+from timonel.cli import agent_cmd, controller_manager_cmd, runtime_cmd, scheduler_cmd, server_cmd
 from timonel.cli.failures import EXIT_USAGE, Failure
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     controller_manager_cmd.add_parser(sub)
     scheduler_cmd.add_parser(sub)
     runtime_cmd.add_parser(sub)
+    agent_cmd.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,96 @@
+"""`timonel agent`: the node agent (kubelet) for this machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+
+from timonel.api.client import Client
+from timonel.api.kubeconfig import ClusterConfig, KubeconfigError, load_kubeconfig
+from timonel.cli.failures import EXIT_CONFIG, EXIT_PERMISSION, EXIT_UNAVAILABLE, Failure
+from timonel.node_agent.runtime.daemon import DEFAULT_SOCKET
+
+DEFAULT_DATA_DIR = "/var/lib/timonel/agent"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("agent", help="run the node agent: register this node and run its pods",
+                       description="Register this machine as a Node and run the pods bound to it "
+                                   "through the container runtime (`timonel runtime`).")
+    p.add_argument("--kubeconfig", default="", help="kubeconfig of the API server to use")
+    p.add_argument("--server", default="", help="API server URL (instead of --kubeconfig)")
+    p.add_argument("--token", default="", help="bearer token for --server")
+    p.add_argument("--certificate-authority", default="", metavar="FILE",
+                   help="CA certificate of an https --server (PEM)")
+    p.add_argument("--node-name", default="", help="the Node's name (default: the hostname)")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                   help="pod volumes and logs; image archives in DIR/images are imported at start "
+                        "(default: %(default)s)")
+    p.add_argument("--runtime-socket", default=DEFAULT_SOCKET,
+                   help="the runtime's unix socket (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def _cluster_config(args: argparse.Namespace) -> ClusterConfig:
+    if args.kubeconfig:
+        try:
+            return load_kubeconfig(args.kubeconfig)
+        except (KubeconfigError, OSError) as e:
+            raise Failure("KUBECONFIG", f"cannot use kubeconfig {args.kubeconfig}: {e}",
+                          "pass a kubeconfig of the API server (timonel server writes admin.kubeconfig)",
+                          EXIT_CONFIG) from None
+    if not args.server:
+        raise Failure("AGENT_SERVER", "no API server given",
+                      "pass --kubeconfig FILE, or --server URL with --token TOKEN", EXIT_CONFIG)
+    ca = b""
+    if args.certificate_authority:
+        try:
+            with open(args.certificate_authority, "rb") as f:
+                ca = f.read()
+        except OSError as e:
+            raise Failure("AGENT_CA", f"cannot read --certificate-authority: {e}",
+                          "pass the API server's ca.crt (DATA_DIR/tls/ca.crt of timonel server)",
+                          EXIT_CONFIG) from None
+    elif args.server.startswith("https://"):
+        raise Failure("AGENT_CA", f"--server {args.server} is https but no CA was given",
+                      "pass --certificate-authority FILE (the server's tls/ca.crt)", EXIT_CONFIG)
+    return ClusterConfig(server=args.server, ca_pem=ca or None, token=args.token or None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from timonel.node_agent.agent.agent import AgentConfig
+
+    if os.geteuid() != 0:
+        raise Failure("AGENT_ROOT", "timonel agent needs root: it writes pod volumes that the "
+                      "runtime bind-mounts and mounts tmpfs volumes", "run it with sudo",
+                      EXIT_PERMISSION)
+    config = _cluster_config(args)
+    name = (args.node_name or socket.gethostname()).lower()
+    if not os.path.exists(args.runtime_socket):
+        raise Failure("AGENT_RUNTIME", f"no runtime socket at {args.runtime_socket}",
+                      "start `timonel runtime --socket PATH` first, or pass --runtime-socket",
+                      EXIT_UNAVAILABLE)
+    return asyncio.run(_serve(Client(config), AgentConfig(name, os.path.abspath(args.data_dir),
+                                                          args.runtime_socket)))
+
+
+async def _serve(client: Client, config) -> int:  # type: ignore[no-untyped-def]
+    from timonel.node_agent.agent.agent import Agent
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(Agent(client, config).run())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    print(f"timonel agent for node {config.node_name} running against {client.server}", flush=True)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except ConnectionError as e:
+        raise Failure("AGENT_API", str(e), "check that the API server is running", EXIT_UNAVAILABLE) from None
+    finally:
+        await client.close()
+    return 0

@@ -1,0 +1,176 @@
+"""The agent's loops: node registration and heartbeat, and pod syncs.
+
+Pods come from an informer on `spec.nodeName=<node>`. Each pod is synced by
+at most one task at a time; every second (and at once on a change) a pod
+without a running task gets one. Sandboxes of this node whose pod is gone
+are orphans and are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from timonel.api.client import Client, InformerFactory
+from timonel.api.client.events import EventRecorder
+from timonel.api.errors import ApiError
+from timonel.node_agent.runtime.api import runtime_pb2 as pb
+from timonel.node_agent.runtime.client import RuntimeClient
+
+from . import containers as cfgs
+from . import node as nodes
+from .pods import AgentContext, stop_pod, sync_pod, terminate_pod
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+STATUS_REPORT_SECONDS = 60.0
+
+
+@dataclass
+class AgentConfig:
+    node_name: str
+    data_dir: str
+    runtime_socket: str
+    heartbeat_seconds: float = 10.0
+    sync_seconds: float = 1.0
+
+
+def import_offline_images(runtime: RuntimeClient, images_dir: str) -> set[str]:
+    """Load every archive in `images_dir` (docker save or OCI); the IDs loaded."""
+    ids: set[str] = set()
+    if not os.path.isdir(images_dir):
+        return ids
+    for name in sorted(os.listdir(images_dir)):
+        path = os.path.join(images_dir, name)
+        try:
+            for image in runtime.import_image(path):
+                ids.add(image.id)
+            log.info("image archive imported path=%s", path)
+        except grpc.RpcError as e:
+            log.warning("image archive not imported path=%s err=%s", path, e.details())  # type: ignore[attr-defined]
+    return ids
+
+
+class Agent:
+    def __init__(self, client: Client, config: AgentConfig) -> None:
+        self.client = client
+        self.config = config
+        self.runtime = RuntimeClient(config.runtime_socket, timeout=60.0)
+        self.ctx = AgentContext(client=client, runtime=self.runtime,
+                                recorder=EventRecorder(client, "kubelet", config.node_name),
+                                node=config.node_name, data_dir=config.data_dir)
+        self.factory = InformerFactory(client)
+        self.pods = self.factory.informer(("v1", "Pod"), field_selector=f"spec.nodeName={config.node_name}")
+        self.node: Obj = {}
+        self._wake = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def _kick(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _runtime_state(self) -> tuple[bool, str]:
+        try:
+            st = await asyncio.to_thread(self.runtime.status)
+        except grpc.RpcError as e:
+            return False, str(e.details())  # type: ignore[attr-defined]
+        down = [c.type for c in st.status.conditions if not c.status]
+        return not down, ", ".join(down)
+
+    async def register(self) -> None:
+        version = await asyncio.to_thread(self.runtime.wait_ready, 60.0)
+        self.ctx.offline_images = await asyncio.to_thread(
+            import_offline_images, self.runtime, os.path.join(self.config.data_dir, "images"))
+        m = nodes.machine(self.config.data_dir)
+        self.ctx.host_ip = m.internal_ip
+        self.ctx.memory_capacity = m.memory_bytes
+        self.ctx.allocatable = nodes.capacity(m)
+        ready, why = await self._runtime_state()
+        conds = nodes.node_conditions([], nodes.pressure(self.config.data_dir), ready, why)
+        obj = nodes.node_object(self.config.node_name, m,
+                                f"{version.runtime_name}://{version.runtime_version}", conds)
+        self.node = await nodes.register(self.client, obj)
+        await nodes.renew_lease(self.client, self.node)
+
+    async def run(self) -> None:
+        await self.register()
+        self.pods.add_handler(self._kick, lambda old, new: self._kick(), self._kick)
+        self.factory.start()
+        try:
+            await self.factory.wait_synced()
+            await asyncio.gather(self._heartbeat_loop(), self._sync_loop())
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self.factory.stop()
+            self.runtime.close()
+
+    async def _heartbeat_loop(self) -> None:
+        last_report = time.monotonic()
+        while True:
+            await asyncio.sleep(self.config.heartbeat_seconds)
+            try:
+                await nodes.renew_lease(self.client, self.node)
+                ready, why = await self._runtime_state()
+                old = (self.node.get("status") or {}).get("conditions") or []
+                conds = nodes.node_conditions(old, nodes.pressure(self.config.data_dir), ready, why)
+
+                def strip(cs: list[Obj]) -> list[tuple[str, str, str]]:
+                    return [(c["type"], c["status"], c.get("reason", "")) for c in cs]
+
+                if strip(conds) != strip(old) or time.monotonic() - last_report > STATUS_REPORT_SECONDS:
+                    self.node = await self.client.patch(nodes.NODES, "", self.config.node_name,
+                                                        {"status": {"conditions": conds}},
+                                                        subresource="status")
+                    last_report = time.monotonic()
+            except (ApiError, ConnectionError) as e:
+                log.warning("heartbeat failed node=%s err=%s", self.config.node_name, e)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.sync_seconds)
+            self._wake.clear()
+            try:
+                await self.sync_once()
+            except (ApiError, ConnectionError, grpc.RpcError) as e:
+                log.warning("sync failed node=%s err=%s", self.config.node_name, e)
+
+    def _spawn(self, uid: str, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks[uid] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._tasks.get(uid) is t:
+                del self._tasks[uid]
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("pod sync failed uid=%s err=%r", uid, t.exception())
+            self._wake.set()
+        task.add_done_callback(done)
+
+    async def sync_once(self) -> None:
+        live: set[str] = set()
+        for pod in self.pods.list():
+            uid = str(pod["metadata"]["uid"])
+            live.add(uid)
+            if uid in self._tasks:
+                continue
+            if pod["metadata"].get("deletionTimestamp"):
+                self._spawn(uid, terminate_pod(self.ctx, pod))
+            else:
+                self._spawn(uid, sync_pod(self.ctx, pod))
+        sandboxes = await asyncio.to_thread(
+            self.runtime.list_sandboxes, pb.PodSandboxFilter(label_selector={cfgs.NODE: self.config.node_name}))
+        for sb in sandboxes:
+            uid = sb.labels.get(cfgs.POD_UID, "")
+            if uid and uid not in live and uid not in self._tasks:
+                log.info("removing orphan pod=%s/%s uid=%s", sb.metadata.namespace, sb.metadata.name, uid)
+                self._spawn(uid, stop_pod(self.ctx, None, uid, grace=0, remove=True))

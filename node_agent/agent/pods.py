@@ -1,0 +1,341 @@
+"""One pod's sync against the runtime: what the kubelet's SyncPod and
+KillPod do, driven by what the runtime reports (never by memory of past
+actions, so a restarted agent takes over where the last one stopped).
+
+Every call into the runtime's synchronous gRPC client goes through a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+
+from timonel.api.client import Client
+from timonel.api.client.events import NORMAL, WARNING, EventRecorder
+from timonel.api.errors import ApiError
+from timonel.node_agent.runtime.api import runtime_pb2 as pb
+from timonel.node_agent.runtime.client import RuntimeClient
+
+from . import containers as cfgs
+from .envvars import ConfigError, command_and_args, container_env
+from .status import PodRuntimeState, Waiting, pod_status
+from .volumes import container_mounts, prepare_volumes, remove_pod_dir
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+T = TypeVar("T")
+PODS = ("v1", "Pod")
+BACKOFF_INITIAL = 10.0
+BACKOFF_MAX = 300.0
+
+
+@dataclass
+class BackoffEntry:
+    delay: float
+    at: float  # monotonic time of the restart that set `delay`
+
+
+@dataclass
+class AgentContext:
+    client: Client
+    runtime: RuntimeClient
+    recorder: EventRecorder
+    node: str
+    data_dir: str
+    host_ip: str = "127.0.0.1"
+    memory_capacity: int = 0
+    allocatable: dict[str, str] = field(default_factory=dict)
+    # IDs of images loaded from DIR/images: never pulled, even with Always (offline use).
+    offline_images: set[str] = field(default_factory=set)
+    backoff: dict[tuple[str, str], BackoffEntry] = field(default_factory=dict)
+    pull_backoff: dict[str, BackoffEntry] = field(default_factory=dict)
+    # (pod uid, container name) -> id of the dead container a BackOff event was posted for
+    backoff_reported: dict[tuple[str, str], str] = field(default_factory=dict)
+    last_status: dict[str, Obj] = field(default_factory=dict)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    async def get_object(self, kind: str, namespace: str, name: str) -> Obj | None:
+        rtype = ("v1", "ConfigMap") if kind == "configmaps" else ("v1", "Secret")
+        try:
+            return await self.client.get(rtype, namespace, name)
+        except ApiError as e:
+            if e.code == 404:
+                return None
+            raise
+
+
+def _pod_ref(pod: Obj) -> str:
+    md = pod["metadata"]
+    return f"{md['name']}_{md.get('namespace')}({md['uid']})"
+
+
+class ImageError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+async def ensure_image(ctx: AgentContext, pod: Obj, c: Obj) -> pb.Image:
+    image = str(c.get("image", ""))
+    policy = c.get("imagePullPolicy") or "IfNotPresent"
+    st = await ctx.call(ctx.runtime.image_status, image)
+    present = st.HasField("image")
+    if present and (policy != "Always" or st.image.id in ctx.offline_images):
+        await ctx.recorder.event(pod, NORMAL, "Pulled", f'Container image "{image}" already present on machine')
+        return st.image
+    if policy == "Never":
+        raise ImageError("ErrImageNeverPull",
+                         f'Container image "{image}" is not present with pull policy of Never')
+    entry = ctx.pull_backoff.get(image)
+    if entry is not None and time.monotonic() - entry.at < entry.delay:
+        raise ImageError("ImagePullBackOff", f'Back-off pulling image "{image}"')
+    await ctx.recorder.event(pod, NORMAL, "Pulling", f'Pulling image "{image}"')
+    started = time.monotonic()
+    try:
+        await ctx.call(ctx.runtime.pull_image, image)
+    except grpc.RpcError as e:
+        delay = min(entry.delay * 2, BACKOFF_MAX) if entry else BACKOFF_INITIAL
+        ctx.pull_backoff[image] = BackoffEntry(delay, time.monotonic())
+        msg = f'Failed to pull image "{image}": {e.details()}'  # type: ignore[attr-defined]
+        await ctx.recorder.event(pod, WARNING, "Failed", msg)
+        raise ImageError("ErrImagePull", msg) from None
+    ctx.pull_backoff.pop(image, None)
+    await ctx.recorder.event(pod, NORMAL, "Pulled", f'Successfully pulled image "{image}" in '
+                                                    f"{time.monotonic() - started:.3f}s")
+    st = await ctx.call(ctx.runtime.image_status, image)
+    return st.image
+
+
+async def start_container(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attempt: int,
+                          sid: str, sandbox_cfg: pb.PodSandboxConfig) -> None:
+    name = str(c["name"])
+    image = await ensure_image(ctx, pod, c)
+    cfgs.check_non_root(pod, c, image)
+    env = await container_env(pod, c, ctx.get_object, ctx.host_ip, ctx.allocatable)
+    command, args = command_and_args(c, env)
+    mounts = container_mounts(ctx.data_dir, pod, c)
+    config = cfgs.container_config(pod, c, kind, attempt, ctx.node, image.id or str(c["image"]),
+                                   command, args, env, mounts, ctx.memory_capacity)
+    config.image.user_specified_image = str(c.get("image", ""))
+    try:
+        cid = await ctx.call(ctx.runtime.create_container, sid, config, sandbox_cfg)
+    except grpc.RpcError as e:
+        raise ConfigError(f"cannot create container {name}: {e.details()}") from None  # type: ignore[attr-defined]
+    await ctx.recorder.event(pod, NORMAL, "Created", f"Created container: {name}")
+    try:
+        await ctx.call(ctx.runtime.start_container, cid)
+    except grpc.RpcError as e:
+        await ctx.recorder.event(pod, WARNING, "Failed", f"Error: {e.details()}")  # type: ignore[attr-defined]
+        log.warning("container start failed pod=%s container=%s err=%s", _pod_ref(pod), name,
+                    e.details())  # type: ignore[attr-defined]
+        return
+    await ctx.recorder.event(pod, NORMAL, "Started", f"Started container: {name}")
+
+
+def _should_restart(policy: str, exit_code: int) -> bool:
+    return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+
+
+async def read_state(ctx: AgentContext, uid: str, sid: str) -> PodRuntimeState:
+    state = PodRuntimeState()
+    if sid:
+        sb = await ctx.call(ctx.runtime.sandbox_status, sid)
+        state.sandbox_ready = sb.status.state == pb.SANDBOX_READY
+        state.sandbox_ip = sb.status.network.ip
+    listed = await ctx.call(ctx.runtime.list_containers,
+                            pb.ContainerFilter(label_selector={cfgs.POD_UID: uid}))
+    for c in listed:
+        if sid and c.pod_sandbox_id != sid:
+            continue
+        try:
+            st = (await ctx.call(ctx.runtime.container_status, c.id)).status
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                continue
+            raise
+        state.containers.setdefault(st.metadata.name, []).append(st)
+    for hist in state.containers.values():
+        hist.sort(key=lambda s: (s.metadata.attempt, s.created_at), reverse=True)
+    return state
+
+
+async def _restart_or_wait(ctx: AgentContext, pod: Obj, c: Obj, hist: list[pb.ContainerStatus],
+                           state: PodRuntimeState) -> int | None:
+    """The attempt to start now, or None while the container backs off."""
+    uid, name = str(pod["metadata"]["uid"]), str(c["name"])
+    latest = hist[0]
+    key = (uid, name)
+    entry = ctx.backoff.get(key)
+    now = time.monotonic()
+    if entry is not None and now - entry.at > 2 * BACKOFF_MAX:
+        entry = ctx.backoff.pop(key)  # ran fine long enough: the back-off starts over
+        entry = None
+    finished_ago = max(0.0, time.time() - latest.finished_at / 1e9) if latest.finished_at else 1e9
+    if entry is not None and finished_ago < entry.delay:
+        msg = f"back-off {int(entry.delay)}s restarting failed container={name} pod={_pod_ref(pod)}"
+        state.waiting[name] = Waiting("CrashLoopBackOff", msg)
+        if ctx.backoff_reported.get(key) != latest.id:
+            ctx.backoff_reported[key] = latest.id
+            await ctx.recorder.event(pod, WARNING, "BackOff",
+                                     f"Back-off restarting failed container {name} in pod {_pod_ref(pod)}")
+        return None
+    ctx.backoff[key] = BackoffEntry(min(entry.delay * 2, BACKOFF_MAX) if entry else BACKOFF_INITIAL, now)
+    # Keep the run before this one for `lastState` and previous logs; older ones go.
+    for old in hist[1:]:
+        await ctx.call(ctx.runtime.remove_container, old.id)
+    return int(latest.metadata.attempt) + 1
+
+
+async def _start_guarded(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attempt: int, sid: str,
+                         sandbox_cfg: pb.PodSandboxConfig, state: PodRuntimeState) -> None:
+    try:
+        await start_container(ctx, pod, c, kind, attempt, sid, sandbox_cfg)
+    except ImageError as e:
+        state.waiting[str(c["name"])] = Waiting(e.reason, e.message)
+    except ConfigError as e:
+        state.waiting[str(c["name"])] = Waiting("CreateContainerConfigError", str(e))
+        await ctx.recorder.event(pod, WARNING, "Failed", f"Error: {e}")
+
+
+async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandboxConfig] | None:
+    uid = str(pod["metadata"]["uid"])
+    sandboxes = await ctx.call(ctx.runtime.list_sandboxes,
+                               pb.PodSandboxFilter(label_selector={cfgs.POD_UID: uid}))
+    ready = sorted((s for s in sandboxes if s.state == pb.SANDBOX_READY), key=lambda s: s.created_at)
+    if ready:
+        sb = ready[-1]
+        return sb.id, cfgs.sandbox_config(pod, ctx.node, ctx.data_dir, sb.metadata.attempt)
+    attempt = max((s.metadata.attempt + 1 for s in sandboxes), default=0)
+    for old in sandboxes:  # a sandbox that died takes its containers with it (upstream)
+        await ctx.call(ctx.runtime.stop_sandbox, old.id)
+        await ctx.call(ctx.runtime.remove_sandbox, old.id)
+    await prepare_volumes(ctx.data_dir, pod, ctx.get_object)
+    cfg = cfgs.sandbox_config(pod, ctx.node, ctx.data_dir, attempt)
+    sid = await ctx.call(ctx.runtime.run_sandbox, cfg)
+    log.info("sandbox created pod=%s sandbox=%s", _pod_ref(pod), sid)
+    return sid, cfg
+
+
+async def sync_pod(ctx: AgentContext, pod: Obj) -> None:
+    """Bring a live pod one step closer to its spec, then write its status."""
+    md, spec = pod["metadata"], pod.get("spec") or {}
+    uid = str(md["uid"])
+    terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+    state = PodRuntimeState()
+    if terminal:
+        await stop_pod(ctx, pod, uid, grace=0, remove=False)
+        return
+    try:
+        ensured = await _ensure_sandbox(ctx, pod)
+    except ConfigError as e:
+        for c in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
+            state.waiting[str(c["name"])] = Waiting("CreateContainerConfigError", str(e))
+        await ctx.recorder.event(pod, WARNING, "FailedMount", f"MountVolume.SetUp failed: {e}")
+        await write_status(ctx, pod, state)
+        return
+    assert ensured is not None
+    sid, sandbox_cfg = ensured
+    state = await read_state(ctx, uid, sid)
+    policy = str(spec.get("restartPolicy") or "Always")
+    started = False
+    inits_done = True
+    for c in spec.get("initContainers") or []:
+        hist = state.containers.get(c["name"], [])
+        if hist and hist[0].state == pb.CONTAINER_EXITED and hist[0].exit_code == 0:
+            continue
+        inits_done = False
+        if not hist:
+            await _start_guarded(ctx, pod, c, "init", 0, sid, sandbox_cfg, state)
+            started = True
+        elif hist[0].state == pb.CONTAINER_EXITED and policy != "Never":
+            attempt = await _restart_or_wait(ctx, pod, c, hist, state)
+            if attempt is not None:
+                await _start_guarded(ctx, pod, c, "init", attempt, sid, sandbox_cfg, state)
+                started = True
+        break
+    if inits_done:
+        for c in spec.get("containers") or []:
+            hist = state.containers.get(c["name"], [])
+            if not hist:
+                await _start_guarded(ctx, pod, c, "regular", 0, sid, sandbox_cfg, state)
+                started = True
+            elif hist[0].state == pb.CONTAINER_EXITED and _should_restart(policy, hist[0].exit_code):
+                attempt = await _restart_or_wait(ctx, pod, c, hist, state)
+                if attempt is not None:
+                    await _start_guarded(ctx, pod, c, "regular", attempt, sid, sandbox_cfg, state)
+                    started = True
+    if started:
+        waiting = state.waiting
+        state = await read_state(ctx, uid, sid)
+        state.waiting = waiting
+    await write_status(ctx, pod, state)
+
+
+async def write_status(ctx: AgentContext, pod: Obj, state: PodRuntimeState) -> None:
+    md = pod["metadata"]
+    status = pod_status(pod, state, ctx.host_ip)
+    uid = str(md["uid"])
+    if status == (pod.get("status") or {}) or status == ctx.last_status.get(uid):
+        return
+    try:
+        await ctx.client.patch(PODS, str(md["namespace"]), str(md["name"]), {"status": status},
+                               subresource="status")
+        ctx.last_status[uid] = status
+    except ApiError as e:
+        if e.code not in (404, 409):
+            raise
+
+
+async def stop_pod(ctx: AgentContext, pod: Obj | None, uid: str, grace: int, remove: bool) -> None:
+    """Stop every container of the pod (SIGTERM, SIGKILL after `grace` s) and its
+    sandboxes; with `remove`, also remove them and the pod's files."""
+    listed = await ctx.call(ctx.runtime.list_containers,
+                            pb.ContainerFilter(label_selector={cfgs.POD_UID: uid}))
+    running = [c for c in listed if c.state in (pb.CONTAINER_RUNNING, pb.CONTAINER_CREATED)]
+    for c in running:
+        if pod is not None and c.state == pb.CONTAINER_RUNNING:
+            await ctx.recorder.event(pod, NORMAL, "Killing", f"Stopping container {c.metadata.name}")
+    await asyncio.gather(*(ctx.call(ctx.runtime.stop_container, c.id, grace) for c in running))
+    sandboxes = await ctx.call(ctx.runtime.list_sandboxes,
+                               pb.PodSandboxFilter(label_selector={cfgs.POD_UID: uid}))
+    for sb in sandboxes:
+        if sb.state == pb.SANDBOX_READY:
+            await ctx.call(ctx.runtime.stop_sandbox, sb.id)
+        if remove:
+            await ctx.call(ctx.runtime.remove_sandbox, sb.id)
+    if remove:
+        for c in listed:  # containers whose sandbox was already gone
+            await ctx.call(ctx.runtime.remove_container, c.id)
+        await asyncio.to_thread(remove_pod_dir, ctx.data_dir, uid)
+        for key in [k for k in ctx.backoff if k[0] == uid]:
+            ctx.backoff.pop(key, None)
+            ctx.backoff_reported.pop(key, None)
+        ctx.last_status.pop(uid, None)
+
+
+async def terminate_pod(ctx: AgentContext, pod: Obj) -> None:
+    """A pod marked for deletion: kill it within its grace period, then delete
+    the object for good (grace 0, only this incarnation: uid precondition)."""
+    md = pod["metadata"]
+    uid = str(md["uid"])
+    grace = md.get("deletionGracePeriodSeconds")
+    if grace is None:
+        grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+    log.info("terminating pod=%s grace=%s", _pod_ref(pod), grace)
+    await stop_pod(ctx, pod, uid, int(grace), remove=True)
+    try:
+        await ctx.client.delete(PODS, str(md["namespace"]), str(md["name"]), grace_period_seconds=0,
+                                preconditions={"uid": uid})
+    except ApiError as e:
+        if e.code not in (404, 409):
+            raise

@@ -1,0 +1,151 @@
+"""A private API server, a runtime daemon and `timonel agent` as real processes.
+
+The runtime daemon is the one the runtime's service tests use (its own node
+network namespace, cgroup parent and root); the agent runs as a subprocess
+exactly as a user starts it, with the busybox archive in DATA/images/.
+Everything is stopped and removed even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+
+from tests.integration.conftest import ApiServer, start_server
+from tests.integration.runtime.rtsvc_daemon import Daemon, load_busybox_module
+from timonel.node_agent.runtime.cgroups import detect
+from timonel.node_agent.runtime.client import RuntimeClient
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 90.0, interval: float = 0.3) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            got = fn()
+        except (AssertionError, KeyError, IndexError, TypeError) as e:
+            got, last = None, e
+        if got:
+            return got
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Agent:
+    node: str
+    data_dir: Path
+    socket: str
+    kubeconfig: str
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "timonel.cli.main", "-v", "agent", "--kubeconfig", self.kubeconfig,
+                 "--node-name", self.node, "--data-dir", str(self.data_dir),
+                 "--runtime-socket", self.socket],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+@dataclass
+class Cluster:
+    server: ApiServer
+    daemon: Daemon
+    runtime: RuntimeClient
+    agent: Agent
+    http: requests.Session
+
+    def url(self, path: str) -> str:
+        return self.server.url + path
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        r = self.http.get(self.url(path))
+        if r.status_code == 404:
+            return None
+        assert r.status_code == 200, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+    def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+        r = self.http.post(self.url(path), json=obj)
+        assert r.status_code == 201, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+    def namespace(self) -> str:
+        name = f"agent-{uuid.uuid4().hex[:8]}"
+        self.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return name
+
+
+def run_cluster(base: Path) -> Iterator[Cluster]:
+    server: ApiServer | None = None
+    daemon = Daemon(base / "runtime")
+    (base / "runtime").mkdir()
+    agent: Agent | None = None
+    runtime: RuntimeClient | None = None
+    try:
+        server = start_server(str(base / "server"), control_plane=False)
+        runtime = daemon.start()
+        data = base / "agent"
+        (data / "images").mkdir(parents=True)
+        files = load_busybox_module().write_busybox_image(base / "image")
+        shutil.copy(files["docker_archive"], data / "images" / "busybox.tar")
+        agent = Agent(f"agent-node-{uuid.uuid4().hex[:6]}", data, daemon.socket, server.kubeconfig,
+                      base / "agent.log")
+        agent.start()
+        cluster = Cluster(server, daemon, runtime, agent, server.session())
+        name = agent.node
+
+        def ready() -> bool:
+            assert agent is not None and agent.proc is not None
+            assert agent.proc.poll() is None, f"agent exited:\n{agent.log_tail()}"
+            node = cluster.get(f"/api/v1/nodes/{name}")
+            return bool(node and any(c["type"] == "Ready" and c["status"] == "True"
+                                     for c in node["status"].get("conditions", [])))
+        wait_for("the node to be Ready", ready, timeout=120)
+        yield cluster
+    finally:
+        if agent is not None:
+            agent.stop()
+            print(f"--- agent log ---\n{agent.log_tail()}")
+        if runtime is not None:
+            runtime.close()
+        daemon.cleanup(detect())
+        if server is not None:
+            server.stop()
+        # Pod volumes of the agent (no mounts: tests use no Memory emptyDirs).
+        for p in (base / "agent" / "pods").glob("*/volumes/*"):
+            if os.path.ismount(p):
+                subprocess.run(["umount", "-l", str(p)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
