@@ -212,7 +212,13 @@ def exec_sync(rt: Runtime, ref: str, cmd: list[str], timeout: int) -> ExecResult
         raise InvalidArgument("ExecSync: cmd is empty; give the command to run")
     if timeout < 0:
         raise InvalidArgument(f"ExecSync: timeout {timeout} is negative")
-    result = rt.containers.exec_sync(_running(rt, ref), cmd, timeout=float(timeout) if timeout else _FOREVER)
+    cid = _running(rt, ref)
+    try:
+        result = rt.containers.exec_sync(cid, cmd, timeout=float(timeout) if timeout else _FOREVER)
+    except ContainerError:
+        raise
+    except RuntimeError as e:
+        raise _exec_error(cid, e) from None
     if result.timed_out:
         raise DeadlineExceeded(f"command {cmd[0]!r} timed out after {timeout}s and was killed")
     return result
@@ -225,7 +231,15 @@ def exec_process(rt: Runtime, ref: str, cmd: list[str], tty: bool, stdin: bool,
     cid = _running(rt, ref)
     try:
         return rt.containers.exec(cid, cmd, tty=tty, stdin=stdin, tty_size=size)
+    except ContainerError:
+        raise
     except RuntimeError as e:
-        if isinstance(e, ContainerError):
-            raise
-        raise FailedPrecondition(f"exec in container {cid}: {e}") from None
+        raise _exec_error(cid, e) from None
+
+
+def _exec_error(cid: str, e: RuntimeError) -> Exception:
+    """The exec helper's report ("exec failed: ...") as a status: a bad command, or a gone container."""
+    msg = f"exec in container {cid}: {e}"
+    if "executable file not found" in str(e) or "not found in the image's" in str(e):
+        return InvalidArgument(msg)
+    return FailedPrecondition(msg)
