@@ -22,7 +22,7 @@ from typing import Any
 
 from timonel.api.errors import ApiError
 from timonel.api.patch.jsonvalue import go_json, json_equal, type_name
-from timonel.api.patch.shapes import LIST, MAP, SCALAR, STRUCT, UNTYPED, Shape
+from timonel.api.patch.shapes import LIST, MAP, STRUCT, UNTYPED, Shape
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ STRIPPED: frozenset[Path] = frozenset({
         "name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName",
         "generation", "managedFields", "resourceVersion")],
 })
-
-
-def fpe(name: str) -> str:
-    return "f:" + name
 
 
 def item_pe(shape: Shape, item: Any, index: int, path: Path, strict: bool) -> str:
@@ -264,26 +260,24 @@ def _differ(lhs: Any, rhs: Any, shape: Shape, path: Path, cmp: Comparison, item:
 def all_paths(value: Any, shape: Shape, path: Path, out: FieldSet, report: bool) -> None:
     """The paths of `value` appearing or disappearing as a whole (compare against nothing)."""
     if isinstance(value, list):
-        if value and shape.kind == LIST and shape.list_type != "atomic":
+        if value and shape.granular_list:
             item_shape = shape.item()
             order, items = index_items(value, shape, path)
             for pe in order:
                 all_paths(items[pe], item_shape, (*path, pe), out, True)
             if not report:
                 return
-    elif isinstance(value, dict):
-        kind = shape.kind
-        if value and kind != LIST and kind != SCALAR and not shape.atomic:
-            child = shape.child
-            for k, v in value.items():
-                p = (*path, "f:" + k)
-                if v and isinstance(v, dict | list):
-                    s, entry = child(k)
-                    all_paths(v, s, p, out, entry)
-                else:
-                    out.add(p)
-            if not report and kind == STRUCT:
-                return
+    elif isinstance(value, dict) and value and shape.granular_object:
+        child = shape.child
+        for k, v in value.items():
+            p = (*path, "f:" + k)
+            if v and isinstance(v, dict | list):
+                s, entry = child(k)
+                all_paths(v, s, p, out, entry)
+            else:
+                out.add(p)
+        if not report and shape.kind == STRUCT:
+            return
     out.add(path)
 
 
