@@ -125,6 +125,8 @@ async def run_controller_manager(client: Client, options: ControllerOptions | No
                  LEASE_NAME, identity)
         await run_with_leader_election(
             client, LEASE_NAME, LEASE_NAMESPACE, identity,
-            lambda: run_controllers(client, options, names, identity), **timing)
+            lambda: run_controllers(client, options, names, identity),
+            lease_duration=timing["lease_duration"], renew_deadline=timing["renew_deadline"],
+            retry_period=timing["retry_period"])
         log.warning("leadership lost, controllers stopped; campaigning again identity=%s",
                     identity)

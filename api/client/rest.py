@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal, TypeAlias
 from urllib.parse import quote
 
@@ -376,7 +376,7 @@ class Client:
     async def watch(self, rtype: RType, namespace: str = "", *, resource_version: str = "",
                     label_selector: str = "", field_selector: str = "",
                     allow_bookmarks: bool = True, timeout_seconds: int | None = None,
-                    send_initial_events: bool = False) -> AsyncIterator[tuple[str, Obj]]:
+                    send_initial_events: bool = False) -> AsyncGenerator[tuple[str, Obj], None]:
         """One watch request as `(type, object)` pairs: ADDED, MODIFIED,
         DELETED and BOOKMARK. Ends when the server closes the stream (its
         timeout); raises ApiError for an ERROR event (410 Expired: relist) and

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 
 from timonel.api.client.backoff import Backoff
@@ -48,7 +48,7 @@ async def watch_forever(
     backoff: Backoff | None = None,
     min_timeout: int = MIN_WATCH_TIMEOUT,
     bookmarks: bool = False,
-) -> AsyncIterator[tuple[str, Obj]]:
+) -> AsyncGenerator[tuple[str, Obj], None]:
     """Watch events as `(type, object)` until the consumer stops iterating
     (break, or cancel its task).
 

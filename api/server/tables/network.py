@@ -101,7 +101,8 @@ def format_endpoints(obj: Obj) -> str:
         addresses = items(ss, "addresses")
         ports = items(ss, "ports")
         # Headless services may have no ports: list the bare addresses.
-        for port in ports or [None]:
+        shown_ports: list[dict[str, Any] | None] = list(ports) or [None]
+        for port in shown_ports:
             count += len(addresses)
             for addr in addresses:
                 if len(shown) == limit:
