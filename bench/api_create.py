@@ -122,7 +122,10 @@ def main() -> int:
     port = free_port()
     timonel = os.path.join(os.path.dirname(sys.executable), "timonel")
     server = subprocess.Popen([timonel, "server", "--data-dir", os.path.join(work, "server"),
-                               "--port", str(port), "--etcd-endpoints", etcd.endpoint],
+                               "--port", str(port), "--etcd-endpoints", etcd.endpoint,
+                               # The API server alone: a scheduler would answer
+                               # every unschedulable pod with writes of its own.
+                               "--disable-scheduler", "--disable-controller-manager"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         kubeconfig = os.path.join(work, "server", "admin.kubeconfig")
