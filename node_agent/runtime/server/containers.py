@@ -1,8 +1,10 @@
 """Containers over CRI: create in a sandbox from an image, start, stop, remove, exec, stats.
 
-CreateContainer records the container (phase "creating") before it asks the
-ContainerManager for it, so a crash in between leaves something recovery
-recognizes as half-made. Calls block; the servicer runs them in threads.
+CreateContainer records the container only once the ContainerManager has
+made it: a container the manager knows but the records do not is a create
+that never finished, and recovery removes it. Creates in one sandbox are
+serialized by the sandbox's lock, which also keeps names unique there.
+Calls block; the servicer runs them in threads.
 """
 
 from __future__ import annotations
@@ -49,16 +51,14 @@ def create_container(rt: Runtime, req: pb.CreateContainerRequest) -> str:
         except ImageNotFoundError:
             raise NotFound(f"image {cfg.image.image!r} is not on this node; pull or import it first") from None
         name = f"{cfg.metadata.name}_{cfg.metadata.attempt}"
+        taken = next((c for c in rt.records.containers_of(sb.id) if c.name == name), None)
+        if taken is not None:
+            raise AlreadyExists(f"container name {cfg.metadata.name!r} attempt {cfg.metadata.attempt} "
+                                f"is in use by container {taken.id} in this sandbox; remove it first "
+                                "or raise metadata.attempt")
         rec = ContainerRecord(id=new_id(), sandbox_id=sb.id, name=name, config=messages.to_dict(cfg),
                               created_at=time.time_ns(), image_id=image.id,
                               image_ref=image.repo_digests[0] if image.repo_digests else image.id)
-        with rt.records.lock:
-            taken = next((c for c in rt.records.containers_of(sb.id) if c.name == name), None)
-            if taken is not None:
-                raise AlreadyExists(f"container name {cfg.metadata.name!r} attempt {cfg.metadata.attempt} "
-                                    f"is in use by container {taken.id} in this sandbox; remove it first "
-                                    "or raise metadata.attempt")
-            rt.records.save_container(rec)
         try:
             _create(rt, rec, cfg, sb_cfg, image.id)
         except BaseException:
@@ -74,7 +74,7 @@ def create_container(rt: Runtime, req: pb.CreateContainerRequest) -> str:
 def _create(rt: Runtime, rec: ContainerRecord, cfg: pb.ContainerConfig, sb_cfg: pb.PodSandboxConfig,
             image_id: str) -> None:
     layers = rt.images.store.rootfs_layers(image_id)
-    image_cfg = rt.images.store.image_config(image_id)
+    image_cfg = rt.image_config(image_id)
     spec = specs.container_spec(rec.id, cfg, image_cfg, layers, sb_cfg.log_directory,
                                       sb_cfg.linux.security_context.privileged)
     oom_score_adj = cfg.linux.resources.oom_score_adj

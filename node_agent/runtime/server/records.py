@@ -3,9 +3,10 @@
 The managers know namespaces, cgroups and processes; the service adds the CRI
 view: the configs as given (metadata, labels, annotations, image, mounts),
 the pod IP, and how far a create got. One JSON file per object under
-`<root>/cri/`, written atomically before the work it describes starts
-(phase "creating"), so a restarted runtime knows which leftovers are
-half-created and can clean them up.
+`<root>/cri/`, written atomically. A sandbox's is written before its
+namespaces and network are made (phase "creating"), a container's once the
+manager has made it, so a restarted runtime tells finished objects from
+leftovers of a create that died half-way, and cleans those up.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class ContainerRecord:
     created_at: int
     image_id: str = ""
     image_ref: str = ""
-    phase: str = CREATING
+    phase: str = CREATED
 
 
 def new_id() -> str:

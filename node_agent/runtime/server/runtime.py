@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 from ..cgroups import Cgroups
 from ..container import ContainerManager
@@ -41,6 +42,7 @@ class Runtime:
                                      cluster_cidrs=opts.cluster_cidrs)
         self.netns_dir = os.path.join(opts.root, "netns")
         self.network_error = "not set up yet"
+        self._image_configs: dict[str, dict[str, Any]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -52,6 +54,17 @@ class Runtime:
     def forget_lock(self, sid: str) -> None:
         with self._guard:
             self._locks.pop(sid, None)
+
+    def image_config(self, image_id: str) -> dict[str, Any]:
+        """The image's runtime config; cached, as an image ID is the digest of its config."""
+        cfg = self._image_configs.get(image_id)
+        if cfg is None:
+            cfg = self.images.store.image_config(image_id)
+            with self._guard:
+                if len(self._image_configs) > 256:
+                    self._image_configs.clear()
+                self._image_configs[image_id] = cfg
+        return cfg
 
     def setup_network(self) -> None:
         """The node bridge and firewall; the runtime serves without them (host-network pods only)."""

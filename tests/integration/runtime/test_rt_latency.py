@@ -3,27 +3,38 @@
 Prints the median and p90 next to runc and crun on the same rootfs with the same
 namespaces when they are installed and work on this host (crun 1.8 refuses
 hybrid cgroup hosts). The assertion is a loose ceiling; the numbers are the point.
+A quick sanity check: bench/runtime_start.py is the full comparison (also
+through the gRPC API, and crun on hybrid hosts).
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import shutil
-import statistics
-import subprocess
+import sys
 import time
 from pathlib import Path
 
 from .conftest import Runtime, needs_root
 
+
+def _bench_module(name: str):  # type: ignore[no-untyped-def]
+    """bench/<name>.py: the runc/crun bundle code shared with bench/runtime_start.py."""
+    path = Path(__file__).resolve().parents[3] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"timonel_bench_{name}", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_peers = _bench_module("oci_peers")
+summary, oci_bundle, oci_once = _peers.summary, _peers.oci_bundle, _peers.oci_once
+
 pytestmark = needs_root
 
 RUNS = 40
-
-
-def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.9) - 1] * 1000
 
 
 def timonel_once(rt: Runtime, cid: str) -> float:
@@ -34,28 +45,6 @@ def timonel_once(rt: Runtime, cid: str) -> float:
     rt.containers.remove(cid)
     took = time.perf_counter() - t0
     assert st.exit_code == 0
-    return took
-
-
-def oci_bundle(runtime: str, layer: str, bundle: Path) -> None:
-    bundle.mkdir()
-    subprocess.run([runtime, "spec"], cwd=bundle, check=True, capture_output=True)
-    config = json.loads((bundle / "config.json").read_text())
-    config["root"] = {"path": layer, "readonly": True}
-    config["process"].update(args=["/bin/true"], terminal=False)
-    kinds = {n["type"] for n in config["linux"]["namespaces"]}
-    config["linux"]["namespaces"] += [{"type": k} for k in ("pid", "network", "ipc", "uts", "mount", "cgroup")
-                                      if k not in kinds]
-    (bundle / "config.json").write_text(json.dumps(config))
-
-
-def oci_once(runtime: str, bundle: Path, name: str) -> float | str:
-    t0 = time.perf_counter()
-    r = subprocess.run([runtime, "run", name], cwd=bundle, capture_output=True)
-    took = time.perf_counter() - t0
-    if r.returncode != 0:
-        subprocess.run([runtime, "delete", "-f", name], capture_output=True)
-        return r.stderr.decode(errors="replace").strip()[:200]
     return took
 
 

@@ -1,0 +1,239 @@
+"""Start-to-exit latency of a container running a static `true`: timonel against runc and crun.
+
+    sudo .venv/bin/python bench/runtime_start.py [--runs 100]
+
+One sample is create + start + wait + remove of a container running busybox
+`true`, measured for, interleaved in one run (each round in a shuffled order):
+- timonel through its gRPC API: CreateContainer, StartContainer,
+  WaitContainer, RemoveContainer against a `timonel runtime` daemon
+  subprocess, in a pod sandbox it made;
+- timonel through its Python API: ContainerManager in this process, forking
+  from its own fork server;
+- `runc run` and `crun run` (Debian packages) of a bundle on the same rootfs
+  (the busybox layer as timonel unpacked it, read-only).
+Every runtime makes new mount, PID and cgroup namespaces and joins existing
+network, IPC and UTS namespaces (a pod's), sets no_new_privs, no seccomp
+filter. timonel does more: an overlay rootfs with a writable upper dir,
+a CRI log file, a state dir. Prints medians, p90 and the ratios
+timonel/runc and timonel/crun.
+
+crun 1.8 refuses hybrid cgroup hosts whose cgroup2 mount holds a controller;
+there this process runs the OCI runtimes in a private mount namespace where
+that controller list reads empty (bench/oci_peers.py), so crun uses cgroup
+v1 like runc. The host is not changed. Needs root; nothing is sent anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from oci_peers import (
+    hide_v2_controllers,
+    hybrid_with_v2_controllers,
+    installed,
+    oci_bundle,
+    oci_once,
+    summary,
+)
+
+from timonel.node_agent.runtime.cgroups import detect
+from timonel.node_agent.runtime.container import (
+    ContainerManager,
+    ContainerSpec,
+    Seccomp,
+    start_fork_server,
+)
+from timonel.node_agent.runtime.container.spec import SECCOMP_UNCONFINED
+from timonel.node_agent.runtime.images import ImageStore, import_image
+from timonel.node_agent.runtime.linux import Syscalls
+
+REPO = Path(__file__).resolve().parents[1]
+POD_CIDR = "10.231.0.0/24"  # inside a network namespace of this benchmark only
+
+
+def busybox_archive(dest: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("timonel_bench_busybox", REPO / "deploy" / "images" / "busybox.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return Path(mod.write_busybox_image(dest)["docker_archive"])
+
+
+def holder(*kinds: str) -> subprocess.Popen[bytes]:
+    """A sleeping process in new namespaces of `kinds`, joinable as /proc/<pid>/ns/<kind>."""
+    proc = subprocess.Popen(["unshare", *(f"--{k}" for k in kinds), "sleep", "infinity"])
+    deadline = time.monotonic() + 10
+    while os.readlink(f"/proc/{proc.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("unshare did not create the namespaces in 10s")
+        time.sleep(0.001)
+    return proc
+
+
+def timed(fn: Callable[[str], None]) -> Callable[[str], float]:
+    def run(name: str) -> float:
+        t0 = time.perf_counter()
+        fn(name)
+        return time.perf_counter() - t0
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=100, help="samples per runtime (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=5, help="unmeasured runs first (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the per-round order (default: %(default)s)")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("error: the benchmark needs root (namespaces, cgroups, mounts); run it with sudo", file=sys.stderr)
+        return 4
+    tmp = Path(tempfile.mkdtemp(prefix="timonel-bench-"))
+    parent = f"timonel-bench-{uuid.uuid4().hex[:8]}"
+    sysc, cgroups = Syscalls(), detect()
+    # The fork server first, while this process has no threads (gRPC starts some).
+    forkserver = start_fork_server(sysc, cgroups)
+    procs: list[subprocess.Popen[bytes]] = []
+    notes: list[str] = []
+    try:
+        pod = holder("net", "ipc", "uts")
+        node = holder("net")
+        procs += [pod, node]
+        archive = busybox_archive(tmp / "image")
+        store = ImageStore(tmp / "store")
+        ref = import_image(store, archive)[0].id
+        rootfs = store.rootfs_layers(ref)[0]
+        sock = str(tmp / "rt.sock")
+        with open(tmp / "daemon.log", "wb") as log:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "timonel.cli.main", "runtime", "--root", str(tmp / "daemon"),
+                 "--socket", sock, "--pod-cidr", POD_CIDR, "--node-netns", f"/proc/{node.pid}/ns/net",
+                 "--cgroup-parent", f"{parent}/grpc", "--bridge", "tbench0"], stdout=log, stderr=subprocess.STDOUT)
+        procs.append(daemon)
+        peers = installed()
+        if "crun" in peers and hybrid_with_v2_controllers():
+            hide_v2_controllers(tmp)
+            notes.append("crun: run in a private mount namespace that hides the cgroup2 controller list "
+                         "(crun 1.8 refuses this hybrid host otherwise)")
+        return measure(args, tmp, parent, sysc, cgroups, forkserver, pod, sock, archive, rootfs, peers, notes)
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=30)
+        forkserver.close()
+        if cgroups.exists(parent):
+            cgroups.kill(parent)
+            cgroups.remove(parent)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cgroups: object,
+            forkserver: object, pod: subprocess.Popen[bytes], sock: str, archive: Path, rootfs: str,
+            peers: list[str], notes: list[str]) -> int:
+    from timonel.node_agent.runtime.api import runtime_pb2 as pb
+    from timonel.node_agent.runtime.client import RuntimeClient
+
+    join = {kind: f"/proc/{pod.pid}/ns/{kind}" for kind in ("net", "ipc", "uts")}
+    client = RuntimeClient(sock)
+    client.wait_ready(60)
+    client.import_image(str(archive))
+    sandbox = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="bench", namespace="bench", uid="1"))
+    sid = client.run_sandbox(sandbox)
+    config = pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name="true"), image=pb.ImageSpec(image="busybox"), command=["/bin/true"],
+        linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(no_new_privs=True)))
+    manager = ContainerManager(str(tmp / "python"), cgroups, forkserver, sysc)  # type: ignore[arg-type]
+    attempt = iter(range(1 << 30))
+
+    def grpc_once(_: str) -> None:
+        config.metadata.attempt = next(attempt)
+        cid = client.create_container(sid, config)
+        client.start_container(cid)
+        st = client.wait_container(cid)
+        client.remove_container(cid)
+        assert st.exit_code == 0, st
+
+    def python_once(name: str) -> None:
+        manager.create(ContainerSpec(id=name, args=["/bin/true"], rootfs_layers=[rootfs], namespaces=join,
+                                     cgroup_parent=f"{parent}/python", seccomp=Seccomp(type=SECCOMP_UNCONFINED)))
+        manager.start(name)
+        st = manager.wait(name, 30)
+        manager.remove(name)
+        assert st.exit_code == 0, st
+
+    runners: dict[str, Callable[[str], float]] = {
+        "timonel (gRPC API)": timed(grpc_once), "timonel (Python API)": timed(python_once)}
+    oci_join = {"network": join["net"], "ipc": join["ipc"], "uts": join["uts"]}
+    for peer in peers:
+        oci_bundle(peer, rootfs, tmp / peer, ["/bin/true"], oci_join)
+        first = oci_once(peer, tmp / peer, f"bench-{peer}-probe")
+        if isinstance(first, str):
+            notes.append(f"{peer}: cannot run here ({first})")
+            continue
+
+        def peer_once(name: str, peer: str = peer) -> float:
+            took = oci_once(peer, tmp / peer, name)
+            if isinstance(took, str):
+                raise RuntimeError(f"{peer} failed: {took}")
+            return took
+
+        runners[peer] = peer_once
+    for name in set(peers) - set(runners):
+        notes.append(f"{name}: not measured")
+    try:
+        for i in range(args.warmup):
+            for label, run in runners.items():
+                run(f"warm-{label.split()[0]}-{i}")
+        samples: dict[str, list[float]] = {label: [] for label in runners}
+        order = list(runners)
+        rng = random.Random(args.seed)
+        for i in range(args.runs):
+            rng.shuffle(order)  # interleaved: load bursts hit every runtime alike
+            for label in order:
+                samples[label].append(runners[label](f"b{i}-{label.split()[0].strip('()')}-{len(samples[label])}"))
+    finally:
+        client.stop_sandbox(sid)
+        client.remove_sandbox(sid)
+        client.close()
+        manager.close()
+    report(samples, args.runs, notes)
+    return 0
+
+
+def report(samples: dict[str, list[float]], runs: int, notes: list[str]) -> None:
+    load = os.getloadavg()[0]
+    print(f"start-to-exit latency of busybox `true` (create+start+wait+remove), {runs} runs each, interleaved")
+    print(f"host: {platform.node()} {platform.release()}, {os.cpu_count()} CPUs, load {load:.2f}")
+    stats = {label: summary(s) for label, s in samples.items()}
+    for label, (median, p90) in stats.items():
+        print(f"  {label:<22} median {median:7.2f} ms   p90 {p90:7.2f} ms")
+    for ours in ("timonel (gRPC API)", "timonel (Python API)"):
+        for peer in ("runc", "crun"):
+            if peer in stats:
+                print(f"  {ours}/{peer} = {stats[ours][0] / stats[peer][0]:.2f}  (medians; p90 "
+                      f"{stats[ours][1] / stats[peer][1]:.2f})")
+    for note in notes:
+        print(f"  note: {note}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
