@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -99,6 +100,7 @@ def test_no_socket_and_no_root(daemon: tuple[Daemon, RuntimeClient], tmp_path: P
     assert r.returncode == 4, r.stderr
     assert "needs root" in r.stderr and "sudo" in r.stderr and "Traceback" not in r.stderr
     d, _ = daemon
+    assert stat.S_IMODE(os.stat(d.socket).st_mode) == 0o660
     r = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
                         "timonel.cli.main", "runtime", "ps", "--socket", d.socket],
                        capture_output=True, text=True, timeout=60)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,6 +104,39 @@ def test_exec_errors(daemon: tuple[Daemon, RuntimeClient], running: str) -> None
     with pytest.raises(grpc.RpcError) as e:
         c.exec_sync(running, ["no-such-command"])
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_log_reopen_stats_filters_and_status(daemon: tuple[Daemon, RuntimeClient]) -> None:
+    _, c = daemon
+    sid, ids = run_pod(c, "ticker", {"tick": ["sh", "-c", "while :; do echo tick; sleep 0.05; done"]})
+    cid = ids["tick"]
+    st = c.container_status(cid).status
+    deadline = time.monotonic() + 20
+    while "tick" not in log_text(st.log_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.rename(st.log_path, st.log_path + ".1")  # what log rotation does
+    c.reopen_log(cid)
+    while "tick" not in log_text(st.log_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "tick" in log_text(st.log_path) and "tick" in log_text(st.log_path + ".1")
+
+    stats = c.container_stats(cid)
+    assert stats.attributes.id == cid and stats.cpu.usage_core_nano_seconds.value > 0
+    assert stats.memory.working_set_bytes.value > 0 and stats.process.process_count.value >= 1
+
+    labeled = c.create_container(sid, pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name="labeled"), image=pb.ImageSpec(image="busybox"), command=["true"],
+        labels={"tier": "db"}))
+    only = c.list_containers(pb.ContainerFilter(label_selector={"tier": "db"}))
+    assert [x.id for x in only] == [labeled] and only[0].state == pb.CONTAINER_CREATED
+    created = c.list_containers(pb.ContainerFilter(state=pb.ContainerStateValue(state=pb.CONTAINER_CREATED)))
+    assert labeled in {x.id for x in created} and cid not in {x.id for x in created}
+    assert [x.id for x in c.list_sandboxes(pb.PodSandboxFilter(id=sid[:10]))] == [sid]
+
+    conditions = {cond.type: cond.status for cond in c.status().status.conditions}
+    assert conditions == {"RuntimeReady": True, "NetworkReady": True}
+    assert c.version().runtime_name == "timonel"
+    c.remove_sandbox(sid)
 
 
 def test_import_and_image_rpcs(daemon: tuple[Daemon, RuntimeClient], image_files: dict[str, Path]) -> None:
