@@ -34,6 +34,10 @@ T = TypeVar("T")
 PODS = ("v1", "Pod")
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
+# Retries of a container that could not be made (missing secret, bad command):
+# quick at first, since the cause is often fixed within seconds.
+FAILURE_BACKOFF_INITIAL = 1.0
+FAILURE_BACKOFF_MAX = 60.0
 
 
 @dataclass
@@ -58,6 +62,8 @@ class AgentContext:
     pull_backoff: dict[str, BackoffEntry] = field(default_factory=dict)
     # (pod uid, container name) -> id of the dead container a BackOff event was posted for
     backoff_reported: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (pod uid, container name) -> (retry back-off, the reason shown meanwhile)
+    start_failures: dict[tuple[str, str], tuple[BackoffEntry, Waiting]] = field(default_factory=dict)
     last_status: dict[str, Obj] = field(default_factory=dict)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -116,6 +122,14 @@ async def ensure_image(ctx: AgentContext, pod: Obj, c: Obj) -> pb.Image:
     return st.image
 
 
+class StartError(Exception):
+    """The runtime refused to create or start the container (CreateContainerError, RunContainerError)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 async def start_container(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attempt: int,
                           sid: str, sandbox_cfg: pb.PodSandboxConfig) -> None:
     name = str(c["name"])
@@ -126,19 +140,21 @@ async def start_container(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attemp
     mounts = container_mounts(ctx.data_dir, pod, c)
     config = cfgs.container_config(pod, c, kind, attempt, ctx.node, image.id or str(c["image"]),
                                    command, args, env, mounts, ctx.memory_capacity)
-    config.image.user_specified_image = str(c.get("image", ""))
     try:
         cid = await ctx.call(ctx.runtime.create_container, sid, config, sandbox_cfg)
     except grpc.RpcError as e:
-        raise ConfigError(f"cannot create container {name}: {e.details()}") from None  # type: ignore[attr-defined]
+        raise StartError("CreateContainerError", str(e.details())) from None  # type: ignore[attr-defined]
     await ctx.recorder.event(pod, NORMAL, "Created", f"Created container: {name}")
+    await _start_created(ctx, pod, name, cid)
+
+
+async def _start_created(ctx: AgentContext, pod: Obj, name: str, cid: str) -> None:
     try:
         await ctx.call(ctx.runtime.start_container, cid)
     except grpc.RpcError as e:
-        await ctx.recorder.event(pod, WARNING, "Failed", f"Error: {e.details()}")  # type: ignore[attr-defined]
-        log.warning("container start failed pod=%s container=%s err=%s", _pod_ref(pod), name,
-                    e.details())  # type: ignore[attr-defined]
-        return
+        # Not left half-made: the next attempt creates it afresh.
+        await ctx.call(ctx.runtime.remove_container, cid)
+        raise StartError("RunContainerError", str(e.details())) from None  # type: ignore[attr-defined]
     await ctx.recorder.event(pod, NORMAL, "Started", f"Started container: {name}")
 
 
@@ -197,14 +213,40 @@ async def _restart_or_wait(ctx: AgentContext, pod: Obj, c: Obj, hist: list[pb.Co
 
 
 async def _start_guarded(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attempt: int, sid: str,
-                         sandbox_cfg: pb.PodSandboxConfig, state: PodRuntimeState) -> None:
+                         sandbox_cfg: pb.PodSandboxConfig, state: PodRuntimeState) -> bool:
+    """Start the container unless an earlier failure still backs off; True when it started."""
+    key = (str(pod["metadata"]["uid"]), str(c["name"]))
+    failed = ctx.start_failures.get(key)
+    if failed is not None and time.monotonic() - failed[0].at < failed[0].delay:
+        state.waiting[key[1]] = failed[1]
+        return False
     try:
         await start_container(ctx, pod, c, kind, attempt, sid, sandbox_cfg)
-    except ImageError as e:
-        state.waiting[str(c["name"])] = Waiting(e.reason, e.message)
-    except ConfigError as e:
-        state.waiting[str(c["name"])] = Waiting("CreateContainerConfigError", str(e))
+    except (ImageError, ConfigError, StartError) as e:
+        if isinstance(e, ImageError):
+            waiting = Waiting(e.reason, e.message)
+        else:
+            reason = e.reason if isinstance(e, StartError) else "CreateContainerConfigError"
+            waiting = Waiting(reason, str(e))
+            await ctx.recorder.event(pod, WARNING, "Failed", f"Error: {e}")
+        delay = min(failed[0].delay * 2, FAILURE_BACKOFF_MAX) if failed else FAILURE_BACKOFF_INITIAL
+        ctx.start_failures[key] = (BackoffEntry(delay, time.monotonic()), waiting)
+        state.waiting[key[1]] = waiting
+        return False
+    ctx.start_failures.pop(key, None)
+    return True
+
+
+async def _resume_created(ctx: AgentContext, pod: Obj, st: pb.ContainerStatus,
+                          state: PodRuntimeState) -> bool:
+    """A container created but never started (an agent stopped in between): start it now."""
+    try:
+        await _start_created(ctx, pod, st.metadata.name, st.id)
+    except StartError as e:
+        state.waiting[st.metadata.name] = Waiting(e.reason, str(e))
         await ctx.recorder.event(pod, WARNING, "Failed", f"Error: {e}")
+        return False
+    return True
 
 
 async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandboxConfig] | None:
@@ -255,25 +297,26 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> None:
             continue
         inits_done = False
         if not hist:
-            await _start_guarded(ctx, pod, c, "init", 0, sid, sandbox_cfg, state)
-            started = True
+            started |= await _start_guarded(ctx, pod, c, "init", 0, sid, sandbox_cfg, state)
+        elif hist[0].state == pb.CONTAINER_CREATED:
+            started |= await _resume_created(ctx, pod, hist[0], state)
         elif hist[0].state == pb.CONTAINER_EXITED and policy != "Never":
             attempt = await _restart_or_wait(ctx, pod, c, hist, state)
             if attempt is not None:
-                await _start_guarded(ctx, pod, c, "init", attempt, sid, sandbox_cfg, state)
-                started = True
+                started |= await _start_guarded(ctx, pod, c, "init", attempt, sid, sandbox_cfg, state)
         break
     if inits_done:
         for c in spec.get("containers") or []:
             hist = state.containers.get(c["name"], [])
             if not hist:
-                await _start_guarded(ctx, pod, c, "regular", 0, sid, sandbox_cfg, state)
-                started = True
+                started |= await _start_guarded(ctx, pod, c, "regular", 0, sid, sandbox_cfg, state)
+            elif hist[0].state == pb.CONTAINER_CREATED:
+                started |= await _resume_created(ctx, pod, hist[0], state)
             elif hist[0].state == pb.CONTAINER_EXITED and _should_restart(policy, hist[0].exit_code):
                 attempt = await _restart_or_wait(ctx, pod, c, hist, state)
                 if attempt is not None:
-                    await _start_guarded(ctx, pod, c, "regular", attempt, sid, sandbox_cfg, state)
-                    started = True
+                    started |= await _start_guarded(ctx, pod, c, "regular", attempt, sid, sandbox_cfg,
+                                                    state)
     if started:
         waiting = state.waiting
         state = await read_state(ctx, uid, sid)
@@ -320,6 +363,7 @@ async def stop_pod(ctx: AgentContext, pod: Obj | None, uid: str, grace: int, rem
         for key in [k for k in ctx.backoff if k[0] == uid]:
             ctx.backoff.pop(key, None)
             ctx.backoff_reported.pop(key, None)
+            ctx.start_failures.pop(key, None)
         ctx.last_status.pop(uid, None)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,21 @@ def test_security_context_reaches_the_container(cluster: Cluster) -> None:
     fields = {line.split(":")[0]: line.split()[1] for line in out.splitlines() if ":" in line}
     assert fields == {"NoNewPrivs": "1", "CapEff": "0000000000000000", "Uid": "1000", "Gid": "3000"}, out
     assert "WROTE" not in out
+
+
+def test_missing_command_is_retried_with_back_off(cluster: Cluster) -> None:
+    c = cluster
+    ns = c.namespace()
+    make_pod(c, ns, "nocmd", [container("main", "", command=["/does-not-exist"])])
+
+    def create_error(st: dict[str, Any]) -> bool:
+        s = (st.get("containerStatuses") or [{}])[0]
+        return (s.get("state") or {}).get("waiting", {}).get("reason") == "CreateContainerError"
+    pod = wait_for("CreateContainerError", lambda: pod_when(c, ns, "nocmd", create_error), timeout=120)
+    assert "/does-not-exist" in pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+    valid(pod)
+    time.sleep(8)
+    failed = [e for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])
+              if e["reason"] == "Failed"]
+    # 1 s doubling: at most ~5 tries in 8 s, not one a second.
+    assert 1 <= sum(e.get("count", 1) for e in failed) <= 5, failed
