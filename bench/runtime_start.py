@@ -61,7 +61,6 @@ from timonel.node_agent.runtime.container import (
     start_fork_server,
 )
 from timonel.node_agent.runtime.container.spec import SECCOMP_UNCONFINED
-from timonel.node_agent.runtime.images import ImageStore, import_image
 from timonel.node_agent.runtime.linux import Syscalls
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="timonel-bench-"))
     parent = f"timonel-bench-{uuid.uuid4().hex[:8]}"
     sysc, cgroups = Syscalls(), detect()
-    # The fork server first, while this process has no threads (gRPC starts some).
+    # The fork server first, while this process has no threads (gRPC starts some) and has
+    # loaded little: children of a big process fork and start slower (copy-on-write faults).
     forkserver = start_fork_server(sysc, cgroups)
     procs: list[subprocess.Popen[bytes]] = []
     notes: list[str] = []
@@ -116,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         pod = holder("net", "ipc", "uts")
         node = holder("net")
         procs += [pod, node]
+        from timonel.node_agent.runtime.images import (  # after the fork server
+            ImageStore,
+            import_image,
+        )
+
         archive = busybox_archive(tmp / "image")
         store = ImageStore(tmp / "store")
         ref = import_image(store, archive)[0].id

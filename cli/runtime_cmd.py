@@ -11,7 +11,9 @@ Every client verb takes --socket PATH. IDs may be abbreviated to a unique prefix
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -110,13 +112,32 @@ def run_daemon(args: argparse.Namespace) -> int:
         raise Failure("NEED_ROOT", "the runtime daemon needs root: it creates namespaces, cgroups, mounts "
                       "and network interfaces",
                       f"run it as root: sudo timonel runtime --root {args.root}", EXIT_PERMISSION)
-    from timonel.node_agent.runtime.daemon import run
-
     opts = RuntimeOptions(root=os.path.abspath(args.root), socket=os.path.abspath(args.socket),
                           pod_cidr=args.pod_cidr, cgroup_parent=args.cgroup_parent.strip("/"),
                           bridge=args.bridge, node_netns=args.node_netns,
                           cluster_cidrs=tuple(args.cluster_cidr),
                           insecure_registries=tuple(args.insecure_registry))
+    # Containers fork from a fork server, a copy of the process that starts it: this one
+    # holds every command's modules (tens of MB), which makes each fork and the child's
+    # first steps slower. A fresh interpreter that loads only the runtime starts it instead.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    os.execv(sys.executable, [sys.executable, "-m", "timonel.cli.runtime_cmd", _DAEMON,
+                              json.dumps(dataclasses.asdict(opts)), level])
+    return 0  # not reached
+
+
+_DAEMON = "--serve-lean-daemon"
+
+
+def _daemon_main(options_json: str, level: str) -> int:
+    """The exec'd daemon process: only the runtime's modules are loaded when its fork server starts."""
+    from timonel.node_agent.runtime.daemon import run
+
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    data = json.loads(options_json)
+    opts = RuntimeOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     def ready(_rt: object) -> None:
         print(f"timonel runtime serving on unix://{opts.socket} (root {opts.root}, pod CIDR {opts.pod_cidr})",
@@ -125,8 +146,11 @@ def run_daemon(args: argparse.Namespace) -> int:
     try:
         run(opts, ready)
     except DaemonError as e:
-        raise Failure("RUNTIME_START", str(e), "fix the flags or the node, then start the runtime again",
-                      EXIT_CONFIG) from None
+        Failure("RUNTIME_START", str(e), "fix the flags or the node, then start the runtime again",
+                EXIT_CONFIG).print()
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
@@ -327,3 +351,7 @@ def cmd_rmi(args: argparse.Namespace) -> int:
             c.remove_image(image)
             print(f"deleted {image}")
     return 0
+
+
+if __name__ == "__main__" and sys.argv[1:2] == [_DAEMON]:
+    sys.exit(_daemon_main(sys.argv[2], sys.argv[3]))
