@@ -88,6 +88,37 @@ def test_two_sandboxes_get_different_ips_and_reach_each_other(daemon: tuple[Daem
         c.remove_sandbox(sid)
 
 
+def test_dns_hosts_and_the_node_network(daemon: tuple[Daemon, RuntimeClient]) -> None:
+    _, c = daemon
+    cfg = sandbox_config("dns", dns_config=pb.DNSConfig(servers=["10.96.0.10"], searches=["ns.svc.cluster.local"],
+                                                        options=["ndots:5"]))
+    sid = c.run_sandbox(cfg)
+    ip = c.sandbox_status(sid).status.network.ip
+    cid = c.create_container(sid, container_config("main", ["sleep", "1000"]), cfg)
+    c.start_container(cid)
+    out = c.exec_sync(cid, ["sh", "-c", "cat /etc/resolv.conf /etc/hosts; hostname"], timeout=10).stdout.decode()
+    assert "nameserver 10.96.0.10" in out and "search ns.svc.cluster.local" in out and "options ndots:5" in out
+    assert f"{ip}\tdns" in out and out.rstrip().endswith("dns")
+    c.remove_sandbox(sid)
+
+    host = sandbox_config("on-node", linux=pb.LinuxPodSandboxConfig(
+        security_context=pb.LinuxSandboxSecurityContext(namespace_options=pb.NamespaceOption(network=pb.NODE))))
+    sid = c.run_sandbox(host)
+    st = c.sandbox_status(sid).status
+    assert st.network.ip == "" and st.linux.namespaces.options.network == pb.NODE
+    cid = c.create_container(sid, container_config("main", ["ip", "-o", "link"]), host)
+    c.start_container(cid)
+    done = wait_exit(c, cid)
+    assert done.exit_code == 0 and "rtsvc0" in log_text(done.log_path)  # the node's bridge is visible
+    c.remove_sandbox(sid)
+    bad = sandbox_config("on-node-sysctl", linux=pb.LinuxPodSandboxConfig(
+        sysctls={"net.core.somaxconn": "1024"},
+        security_context=pb.LinuxSandboxSecurityContext(namespace_options=pb.NamespaceOption(network=pb.NODE))))
+    with pytest.raises(grpc.RpcError) as e:
+        c.run_sandbox(bad)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "node's network" in e.value.details()
+
+
 def node_state(d: Daemon) -> dict[str, object]:
     def links() -> set[str]:
         with IPRoute() as ipr:
