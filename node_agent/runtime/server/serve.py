@@ -71,11 +71,11 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
     rt = Runtime(opts, sys, cgroups, forkserver)
     server = None
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(opts.socket)), mode=0o755, exist_ok=True)
+        check_socket_free(opts.socket)  # before touching the node: another runtime may own it
         await loop.run_in_executor(ops, rt.setup_network)
         counts = await loop.run_in_executor(ops, recover, rt)
         log.info("msg=recovered %s", " ".join(f"{k}={v}" for k, v in counts.items()))
-        os.makedirs(os.path.dirname(os.path.abspath(opts.socket)), mode=0o755, exist_ok=True)
-        check_socket_free(opts.socket)
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
                                           ("grpc.max_send_message_length", _MAX_MESSAGE)])
         pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(rt, ops, waits), server)

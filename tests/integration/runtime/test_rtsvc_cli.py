@@ -105,3 +105,15 @@ def test_no_socket_and_no_root(daemon: tuple[Daemon, RuntimeClient], tmp_path: P
                         "timonel.cli.main", "runtime", "ps", "--socket", d.socket],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode in (4, 5) and "Traceback" not in r.stderr  # 0660 root socket (5: dir not searchable)
+
+
+def test_a_second_daemon_is_refused(daemon: tuple[Daemon, RuntimeClient], tmp_path: Path) -> None:
+    d, c = daemon
+    same_root = timonel("runtime", "--root", d.root, "--socket", str(tmp_path / "other.sock"),
+                        "--node-netns", d.node_netns, "--cgroup-parent", d.cgroup_parent)
+    assert same_root.returncode == 3 and "another runtime is using" in same_root.stderr, same_root.stderr
+    same_socket = timonel("runtime", "--root", str(tmp_path / "root"), "--socket", d.socket,
+                          "--node-netns", d.node_netns, "--cgroup-parent", d.cgroup_parent, "--bridge", "rtsvc1",
+                          "--pod-cidr", "10.98.0.0/24")
+    assert same_socket.returncode == 3 and "another runtime is serving" in same_socket.stderr, same_socket.stderr
+    assert c.version().runtime_name == "timonel"  # the first one is unharmed
