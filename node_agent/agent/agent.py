@@ -164,11 +164,13 @@ class Agent:
             if uid in self._tasks:
                 continue
             if pod["metadata"].get("deletionTimestamp"):
-                self._spawn(uid, terminate_pod(self.ctx, pod))
+                if uid not in self.ctx.terminated:
+                    self._spawn(uid, terminate_pod(self.ctx, pod))
             else:
                 self._spawn(uid, sync_pod(self.ctx, pod))
         sandboxes = await asyncio.to_thread(
             self.runtime.list_sandboxes, pb.PodSandboxFilter(label_selector={cfgs.NODE: self.config.node_name}))
+        self.ctx.terminated &= live
         for sb in sandboxes:
             uid = sb.labels.get(cfgs.POD_UID, "")
             if uid and uid not in live and uid not in self._tasks:

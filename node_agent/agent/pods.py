@@ -65,6 +65,8 @@ class AgentContext:
     # (pod uid, container name) -> (retry back-off, the reason shown meanwhile)
     start_failures: dict[tuple[str, str], tuple[BackoffEntry, Waiting]] = field(default_factory=dict)
     last_status: dict[str, Obj] = field(default_factory=dict)
+    # Pods killed and deleted by us that finalizers keep in the API: nothing left to do.
+    terminated: set[str] = field(default_factory=set)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
@@ -383,3 +385,4 @@ async def terminate_pod(ctx: AgentContext, pod: Obj) -> None:
     except ApiError as e:
         if e.code not in (404, 409):
             raise
+    ctx.terminated.add(uid)

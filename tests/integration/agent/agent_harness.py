@@ -24,6 +24,7 @@ import requests
 
 from tests.integration.conftest import ApiServer, start_server
 from tests.integration.runtime.rtsvc_daemon import Daemon, load_busybox_module
+from timonel.api.storage.etcd_process import EtcdProcess, free_port
 from timonel.node_agent.runtime.cgroups import detect
 from timonel.node_agent.runtime.client import RuntimeClient
 
@@ -110,12 +111,16 @@ class Cluster:
 
 def run_cluster(base: Path) -> Iterator[Cluster]:
     server: ApiServer | None = None
+    # An etcd of its own (not the server's embedded one), so a test can restart the server.
+    etcd = EtcdProcess(str(base / "etcd"), free_port(), free_port())
     daemon = Daemon(base / "runtime")
     (base / "runtime").mkdir()
     agent: Agent | None = None
     runtime: RuntimeClient | None = None
+    cluster: Cluster | None = None
     try:
-        server = start_server(str(base / "server"), control_plane=False)
+        etcd.start()
+        server = start_server(str(base / "server"), etcd.endpoint, control_plane=False)
         runtime = daemon.start()
         data = base / "agent"
         (data / "images").mkdir(parents=True)
@@ -126,11 +131,12 @@ def run_cluster(base: Path) -> Iterator[Cluster]:
         agent.start()
         cluster = Cluster(server, daemon, runtime, agent, server.session())
         name = agent.node
+        c = cluster
 
         def ready() -> bool:
             assert agent is not None and agent.proc is not None
             assert agent.proc.poll() is None, f"agent exited:\n{agent.log_tail()}"
-            node = cluster.get(f"/api/v1/nodes/{name}")
+            node = c.get(f"/api/v1/nodes/{name}")
             return bool(node and any(c["type"] == "Ready" and c["status"] == "True"
                                      for c in node["status"].get("conditions", [])))
         wait_for("the node to be Ready", ready, timeout=120)
@@ -144,6 +150,9 @@ def run_cluster(base: Path) -> Iterator[Cluster]:
         daemon.cleanup(detect())
         if server is not None:
             server.stop()
+        if cluster is not None:
+            cluster.server.stop()  # the one a test may have restarted
+        etcd.stop()
         # Pod volumes of the agent (no mounts: tests use no Memory emptyDirs).
         for p in (base / "agent" / "pods").glob("*/volumes/*"):
             if os.path.ismount(p):

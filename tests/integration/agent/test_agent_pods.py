@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from tests.integration.conftest import start_server
 from timonel.node_agent.runtime.api import runtime_pb2 as pb
 
 from .agent_harness import Cluster, run_cluster, wait_for
@@ -195,3 +196,30 @@ def test_pod_deleted_while_agent_down_is_removed_as_orphan(cluster: Cluster) -> 
              lambda: not c.runtime.list_sandboxes(pb.PodSandboxFilter(label_selector={POD_UID: uid})),
              timeout=90)
     assert c.runtime.list_containers(pb.ContainerFilter(label_selector={POD_UID: uid})) == []
+
+
+def test_api_server_restart_is_survived(cluster: Cluster) -> None:
+    c = cluster
+    ns = c.namespace()
+    port = int(c.server.url.rsplit(":", 1)[1])
+    c.server.stop()
+    c.server = start_server(c.server.data_dir, c.server.etcd_endpoint, port=port, control_plane=False)
+    c.http = c.server.session()
+    c.create(f"/api/v1/namespaces/{ns}/pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "after"},
+        "spec": {"nodeName": c.agent.node, "terminationGracePeriodSeconds": 1,
+                 "volumes": [{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}],
+                 "containers": [{"name": "main", "image": "busybox:latest", "imagePullPolicy": "IfNotPresent",
+                                 "command": ["sleep", "3600"],
+                                 "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}]}})
+    pod = wait_for("the pod to run after the API server restart", lambda: running_ready(c, ns, "after"),
+                   timeout=120)
+    cid = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("timonel://")
+    got = c.runtime.exec_sync(cid, ["sh", "-c", "grep ' /cache ' /proc/mounts"], timeout=30)
+    assert got.stdout.decode().split()[2] == "tmpfs", got.stdout
+    volume = c.agent.data_dir / "pods" / pod["metadata"]["uid"] / "volumes" / "cache"
+    assert os.path.ismount(volume)
+    r = c.http.delete(c.url(f"/api/v1/namespaces/{ns}/pods/after"))
+    assert r.status_code in (200, 202), r.text
+    wait_for("the pod object to go", lambda: c.get(f"/api/v1/namespaces/{ns}/pods/after") is None, timeout=90)
+    assert not os.path.ismount(volume) and not volume.exists()
