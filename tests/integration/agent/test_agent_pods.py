@@ -182,10 +182,11 @@ def test_pod_deleted_while_agent_down_is_removed_as_orphan(cluster: Cluster) -> 
     ns = c.namespace()
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan"},
            "spec": {"nodeName": c.agent.node, "terminationGracePeriodSeconds": 1,
-                    "containers": [{"name": "main", "image": "busybox:latest",
-                                    "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}]}}
+                    # No tag: pull policy Always, yet no pull since the image came from DATA/images.
+                    "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}}
     c.create(f"/api/v1/namespaces/{ns}/pods", pod)
     got = wait_for("the pod to run", lambda: running_ready(c, ns, "orphan"), timeout=120)
+    assert got["spec"]["containers"][0]["imagePullPolicy"] == "Always"
     uid = got["metadata"]["uid"]
     c.agent.stop()
     r = c.http.delete(c.url(f"/api/v1/namespaces/{ns}/pods/orphan"), json={"gracePeriodSeconds": 0})
