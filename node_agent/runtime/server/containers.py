@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import select
 import time
 
 from ..api import runtime_pb2 as pb
@@ -25,6 +27,8 @@ from .runtime import Runtime
 log = logging.getLogger(__name__)
 
 _FOREVER = 10 * 365 * 86400.0
+_OUTPUT_LIMIT = 16 << 20
+_DRAIN_AFTER_EXIT = 2.0
 
 
 def _record(rt: Runtime, ref: str) -> ContainerRecord:
@@ -212,16 +216,53 @@ def exec_sync(rt: Runtime, ref: str, cmd: list[str], timeout: int) -> ExecResult
         raise InvalidArgument("ExecSync: cmd is empty; give the command to run")
     if timeout < 0:
         raise InvalidArgument(f"ExecSync: timeout {timeout} is negative")
-    cid = _running(rt, ref)
-    try:
-        result = rt.containers.exec_sync(cid, cmd, timeout=float(timeout) if timeout else _FOREVER)
-    except ContainerError:
-        raise
-    except RuntimeError as e:
-        raise _exec_error(cid, e) from None
+    proc = exec_process(rt, ref, cmd, tty=False, stdin=False, size=None)
+    result = collect(proc, float(timeout) if timeout else _FOREVER)
     if result.timed_out:
         raise DeadlineExceeded(f"command {cmd[0]!r} timed out after {timeout}s and was killed")
     return result
+
+
+def collect(proc: ExecProcess, timeout: float, limit: int = _OUTPUT_LIMIT) -> ExecResult:
+    """Output (each stream capped at `limit`, as CRI asks) and exit code of a non-tty process.
+
+    Ends `_DRAIN_AFTER_EXIT` seconds after the process exits even if the output
+    stays open (a background child may hold it forever); kills it at `timeout`.
+    """
+    fd_out, fd_err = proc.stdout, proc.stderr  # close() forgets them
+    out: dict[int, bytearray] = {fd: bytearray() for fd in (fd_out, fd_err) if fd is not None}
+    open_fds = list(out)
+    deadline = time.monotonic() + timeout
+    timed_out, code, exited_at = False, None, 0.0
+    try:
+        while open_fds:
+            now = time.monotonic()
+            if code is None:
+                code = proc.wait(0)
+                exited_at = now
+            if code is not None and now - exited_at > _DRAIN_AFTER_EXIT:
+                break
+            if code is None and now >= deadline and not timed_out:
+                timed_out = True
+                proc.kill()
+            ready, _, _ = select.select(open_fds, [], [], 0.05)
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    open_fds.remove(fd)
+                elif len(out[fd]) < limit:
+                    out[fd] += chunk[: limit - len(out[fd])]
+        if code is None:
+            code = proc.wait(max(deadline - time.monotonic(), 0.0) if not timed_out else 10.0)
+        if code is None:
+            timed_out = True
+            proc.kill()
+            code = proc.wait(10.0)
+    finally:
+        if code is not None:
+            proc.close()  # else its helper still reports: leave its socket alone
+    return ExecResult(code if code is not None else 255, bytes(out.get(fd_out or -1, b"")),
+                      bytes(out.get(fd_err or -1, b"")), timed_out)
 
 
 def exec_process(rt: Runtime, ref: str, cmd: list[str], tty: bool, stdin: bool,

@@ -90,6 +90,16 @@ def test_exec_with_a_tty_and_resize(daemon: tuple[Daemon, RuntimeClient], runnin
     assert b"33 120" in rest and session.exit_code == 5
 
 
+def test_exec_sync_ends_when_a_background_child_holds_the_output(daemon: tuple[Daemon, RuntimeClient],
+                                                                 running: str) -> None:
+    _, c = daemon
+    t0 = time.monotonic()
+    r = c.exec_sync(running, ["sh", "-c", "sleep 1000 & echo $!; exit 3"], timeout=60)
+    assert r.exit_code == 3 and r.stdout.strip().isdigit()
+    assert time.monotonic() - t0 < 30  # the exit plus a short drain, not the background sleep
+    assert c.exec_sync(running, ["kill", r.stdout.decode().strip()], timeout=10).exit_code == 0
+
+
 def test_exec_errors(daemon: tuple[Daemon, RuntimeClient], running: str) -> None:
     _, c = daemon
     with pytest.raises(grpc.RpcError) as e:
