@@ -169,6 +169,12 @@ def sandbox_config(pod: Obj, node: str, data_dir: str, attempt: int) -> pb.PodSa
         log_directory=log_directory(data_dir, pod),
         labels=pod_labels(pod, node),
     )
+    for c in spec.get("containers") or []:
+        for port in c.get("ports") or []:
+            cfg.port_mappings.append(pb.PortMapping(
+                protocol=pb.Protocol.Value(str(port.get("protocol") or "TCP")),
+                container_port=int(port["containerPort"]), host_port=int(port.get("hostPort") or 0),
+                host_ip=str(port.get("hostIP") or "")))
     ns_opts = cfg.linux.security_context.namespace_options
     ns_opts.network = pb.NODE if spec.get("hostNetwork") else pb.POD
     if psc.get("runAsUser") is not None:

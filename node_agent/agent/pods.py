@@ -265,7 +265,20 @@ async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandb
         await ctx.call(ctx.runtime.remove_sandbox, old.id)
     await prepare_volumes(ctx.data_dir, pod, ctx.get_object)
     cfg = cfgs.sandbox_config(pod, ctx.node, ctx.data_dir, attempt)
-    sid = await ctx.call(ctx.runtime.run_sandbox, cfg)
+    key = (uid, "")  # the sandbox's own retry back-off
+    failed = ctx.start_failures.get(key)
+    if failed is not None and time.monotonic() - failed[0].at < failed[0].delay:
+        return None
+    try:
+        sid = await ctx.call(ctx.runtime.run_sandbox, cfg)
+    except grpc.RpcError as e:
+        delay = min(failed[0].delay * 2, FAILURE_BACKOFF_MAX) if failed else FAILURE_BACKOFF_INITIAL
+        msg = f"Failed to create pod sandbox: {e.details()}"  # type: ignore[attr-defined]
+        ctx.start_failures[key] = (BackoffEntry(delay, time.monotonic()), Waiting("ContainerCreating"))
+        await ctx.recorder.event(pod, WARNING, "FailedCreatePodSandBox", msg)
+        log.warning("sandbox not created pod=%s err=%s", _pod_ref(pod), msg)
+        return None
+    ctx.start_failures.pop(key, None)
     log.info("sandbox created pod=%s sandbox=%s", _pod_ref(pod), sid)
     return sid, cfg
 
@@ -287,7 +300,9 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> None:
         await ctx.recorder.event(pod, WARNING, "FailedMount", f"MountVolume.SetUp failed: {e}")
         await write_status(ctx, pod, state)
         return
-    assert ensured is not None
+    if ensured is None:  # the runtime could not make it; retried after a back-off
+        await write_status(ctx, pod, state)
+        return
     sid, sandbox_cfg = ensured
     state = await read_state(ctx, uid, sid)
     policy = str(spec.get("restartPolicy") or "Always")
@@ -362,10 +377,9 @@ async def stop_pod(ctx: AgentContext, pod: Obj | None, uid: str, grace: int, rem
         for c in listed:  # containers whose sandbox was already gone
             await ctx.call(ctx.runtime.remove_container, c.id)
         await asyncio.to_thread(remove_pod_dir, ctx.data_dir, uid)
-        for key in [k for k in ctx.backoff if k[0] == uid]:
-            ctx.backoff.pop(key, None)
-            ctx.backoff_reported.pop(key, None)
-            ctx.start_failures.pop(key, None)
+        for table in (ctx.backoff, ctx.backoff_reported, ctx.start_failures):
+            for key in [k for k in table if k[0] == uid]:
+                table.pop(key, None)  # type: ignore[attr-defined]
         ctx.last_status.pop(uid, None)
 
 

@@ -168,8 +168,10 @@ def pod_status(pod: Obj, rt: PodRuntimeState, host_ip: str) -> Obj:
     }
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
-    if rt.sandbox_ip:
-        status["podIP"] = rt.sandbox_ip
-        status["podIPs"] = [{"ip": rt.sandbox_ip}]
+    # A pod on the node's network has the node's address (upstream).
+    pod_ip = host_ip if spec.get("hostNetwork") else rt.sandbox_ip
+    if pod_ip:
+        status["podIP"] = pod_ip
+        status["podIPs"] = [{"ip": pod_ip}]
     return status
 

@@ -164,3 +164,20 @@ def test_missing_command_is_retried_with_back_off(cluster: Cluster) -> None:
               if e["reason"] == "Failed"]
     # 1 s doubling: at most ~5 tries in 8 s, not one a second.
     assert 1 <= sum(e.get("count", 1) for e in failed) <= 5, failed
+
+
+def test_sandbox_the_runtime_refuses_is_reported_and_retried(cluster: Cluster) -> None:
+    c = cluster
+    ns = c.namespace()
+    # The runtime maps no host ports yet: it refuses the sandbox.
+    make_pod(c, ns, "hostport", [container("main", "sleep 3600",
+                                           ports=[{"containerPort": 80, "hostPort": 8080}])])
+
+    def reported() -> bool:
+        items = (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])
+        return any(e["reason"] == "FailedCreatePodSandBox" for e in items)
+    wait_for("FailedCreatePodSandBox", reported, timeout=120)
+    pod = c.get(f"/api/v1/namespaces/{ns}/pods/hostport")
+    assert pod is not None and pod["status"]["phase"] == "Pending"
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
+    valid(pod)

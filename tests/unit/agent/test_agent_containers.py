@@ -107,3 +107,10 @@ def test_node_object_is_upstream_valid() -> None:
     assert [c["lastTransitionTime"] for c in same] == [c["lastTransitionTime"] for c in conds]
     lease = nodes.lease_object(obj, "2026-01-01T00:00:00.000000Z")
     assert k8s.ApiClient()._ApiClient__deserialize(lease, "V1Lease").spec.holder_identity == "h1"  # type: ignore[attr-defined]
+
+
+def test_container_ports_become_port_mappings() -> None:
+    c = {"name": "a", "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP", "hostPort": 5353}]}
+    sb = cfgs.sandbox_config(pod(c), "n1", "/d", 0)
+    assert [(m.protocol, m.container_port, m.host_port) for m in sb.port_mappings] == [
+        (pb.TCP, 80, 0), (pb.UDP, 53, 5353)]

@@ -133,3 +133,11 @@ def test_waiting_reason_without_container() -> None:
     assert st["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError"
     assert st["phase"] == "Pending"
     validate(st, p)
+
+
+def test_host_network_pod_has_the_node_address() -> None:
+    p = pod(["a"])
+    p["spec"]["hostNetwork"] = True
+    rt = PodRuntimeState(sandbox_ready=True, containers={"a": [cs("a", pb.CONTAINER_RUNNING)]})
+    st = pod_status(p, rt, "192.0.2.9")
+    assert st["podIP"] == "192.0.2.9" and st["podIPs"] == [{"ip": "192.0.2.9"}]
