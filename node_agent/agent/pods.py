@@ -12,10 +12,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
 
+from timonel.api import meta
 from timonel.api.client import Client
 from timonel.api.client.events import NORMAL, WARNING, EventRecorder
 from timonel.api.errors import ApiError
@@ -292,6 +294,13 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> None:
     if terminal:
         await stop_pod(ctx, pod, uid, grace=0, remove=False)
         return
+    if past_deadline(pod):
+        msg = "Pod was active on the node longer than the specified deadline"
+        await ctx.recorder.event(pod, NORMAL, "DeadlineExceeded", msg)
+        await stop_pod(ctx, pod, uid, int(spec.get("terminationGracePeriodSeconds", 30)), remove=False)
+        await write_status(ctx, pod, await read_state(ctx, uid, ""),
+                           {"phase": "Failed", "reason": "DeadlineExceeded", "message": msg})
+        return
     try:
         ensured = await _ensure_sandbox(ctx, pod)
     except ConfigError as e:
@@ -341,9 +350,19 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> None:
     await write_status(ctx, pod, state)
 
 
-async def write_status(ctx: AgentContext, pod: Obj, state: PodRuntimeState) -> None:
+def past_deadline(pod: Obj) -> bool:
+    """activeDeadlineSeconds counted from status.startTime, as upstream."""
+    deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    start = (pod.get("status") or {}).get("startTime")
+    if deadline is None or not start:
+        return False
+    return (datetime.now(UTC) - meta.parse_time(str(start))).total_seconds() >= int(deadline)
+
+
+async def write_status(ctx: AgentContext, pod: Obj, state: PodRuntimeState,
+                       override: Obj | None = None) -> None:
     md = pod["metadata"]
-    status = pod_status(pod, state, ctx.host_ip)
+    status = {**pod_status(pod, state, ctx.host_ip), **(override or {})}
     uid = str(md["uid"])
     if status == (pod.get("status") or {}) or status == ctx.last_status.get(uid):
         return

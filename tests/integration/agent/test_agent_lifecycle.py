@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from timonel.node_agent.runtime.api import runtime_pb2 as pb
+
 from .agent_harness import Cluster, run_cluster, wait_for
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the runtime daemon creates "
@@ -181,3 +183,20 @@ def test_sandbox_the_runtime_refuses_is_reported_and_retried(cluster: Cluster) -
     assert pod is not None and pod["status"]["phase"] == "Pending"
     assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
     valid(pod)
+
+
+def test_active_deadline_fails_the_pod(cluster: Cluster) -> None:
+    c = cluster
+    ns = c.namespace()
+    make_pod(c, ns, "deadline", [container("main", "trap 'exit 0' TERM; while true; do sleep 1; done")],
+             activeDeadlineSeconds=3)
+    pod = wait_for("the deadline to fail the pod", lambda: pod_when(
+        c, ns, "deadline", lambda st: st.get("phase") == "Failed"), timeout=120)
+    st = pod["status"]
+    assert st["reason"] == "DeadlineExceeded" and "deadline" in st["message"]
+    assert "terminated" in st["containerStatuses"][0]["state"]
+    valid(pod)
+    uid = pod["metadata"]["uid"]
+    running = [x for x in c.runtime.list_containers(pb.ContainerFilter(label_selector={
+        "io.kubernetes.pod.uid": uid})) if x.state == pb.CONTAINER_RUNNING]
+    assert running == []
