@@ -14,6 +14,7 @@ import logging
 import os
 import select
 import time
+from collections.abc import Callable
 
 from ..api import runtime_pb2 as pb
 from ..container import ContainerError, ExecProcess, ExecResult, NotFoundError
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 _FOREVER = 10 * 365 * 86400.0
 _OUTPUT_LIMIT = 16 << 20
 _DRAIN_AFTER_EXIT = 2.0
+_SLICE = 0.5
 
 
 def _record(rt: Runtime, ref: str) -> ContainerRecord:
@@ -184,8 +186,12 @@ def wait_container(rt: Runtime, ref: str, timeout: int) -> pb.ContainerStatus:
     rec = _record(rt, ref)
     if timeout < 0:
         raise InvalidArgument(f"WaitContainer: timeout {timeout} is negative")
-    st = rt.containers.wait(rec.id, float(timeout) if timeout else None)
-    return messages.container_status(rec, st)
+    deadline = time.monotonic() + (timeout or _FOREVER)
+    while True:  # in slices, so a stopping runtime is not held up by a long wait
+        st = rt.containers.wait(rec.id, min(max(deadline - time.monotonic(), 0.0), _SLICE))
+        if st.state == EXITED or time.monotonic() >= deadline:
+            return messages.container_status(rec, st)
+        rt.check_not_stopping()
 
 
 def reopen_log(rt: Runtime, ref: str) -> None:
@@ -217,17 +223,19 @@ def exec_sync(rt: Runtime, ref: str, cmd: list[str], timeout: int) -> ExecResult
     if timeout < 0:
         raise InvalidArgument(f"ExecSync: timeout {timeout} is negative")
     proc = exec_process(rt, ref, cmd, tty=False, stdin=False, size=None)
-    result = collect(proc, float(timeout) if timeout else _FOREVER)
+    result = collect(proc, float(timeout) if timeout else _FOREVER, rt.stopping.is_set)
     if result.timed_out:
         raise DeadlineExceeded(f"command {cmd[0]!r} timed out after {timeout}s and was killed")
     return result
 
 
-def collect(proc: ExecProcess, timeout: float, limit: int = _OUTPUT_LIMIT) -> ExecResult:
+def collect(proc: ExecProcess, timeout: float, stopping: Callable[[], bool] = lambda: False,
+            limit: int = _OUTPUT_LIMIT) -> ExecResult:
     """Output (each stream capped at `limit`, as CRI asks) and exit code of a non-tty process.
 
     Ends `_DRAIN_AFTER_EXIT` seconds after the process exits even if the output
-    stays open (a background child may hold it forever); kills it at `timeout`.
+    stays open (a background child may hold it forever); kills it at `timeout`,
+    or when `stopping()` (the runtime is going down and must not wait for it).
     """
     fd_out, fd_err = proc.stdout, proc.stderr  # close() forgets them
     out: dict[int, bytearray] = {fd: bytearray() for fd in (fd_out, fd_err) if fd is not None}
@@ -242,7 +250,7 @@ def collect(proc: ExecProcess, timeout: float, limit: int = _OUTPUT_LIMIT) -> Ex
                 exited_at = now
             if code is not None and now - exited_at > _DRAIN_AFTER_EXIT:
                 break
-            if code is None and now >= deadline and not timed_out:
+            if code is None and not timed_out and (now >= deadline or stopping()):
                 timed_out = True
                 proc.kill()
             ready, _, _ = select.select(open_fds, [], [], 0.05)

@@ -49,6 +49,10 @@ class DeadlineExceeded(ServiceError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class Unavailable(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 def status_for(e: BaseException, what: str) -> tuple[grpc.StatusCode, str]:
     """The status code and message for `e`, raised while doing `what` (e.g. "CreateContainer")."""
     msg = str(e) or type(e).__name__

@@ -19,6 +19,7 @@ from ..linux import SyscallsLike
 from ..network import NetworkConfig, NetworkError, setup_node_network
 from ..sandbox import READY as SANDBOX_READY
 from ..sandbox import SandboxError, SandboxManager
+from .errors import Unavailable
 from .options import RuntimeOptions
 from .records import READY, Records, SandboxRecord
 
@@ -42,6 +43,7 @@ class Runtime:
                                      cluster_cidrs=opts.cluster_cidrs)
         self.netns_dir = os.path.join(opts.root, "netns")
         self.network_error = "not set up yet"
+        self.stopping = threading.Event()  # set when the daemon stops: long waits give up
         self._image_configs: dict[str, dict[str, Any]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -54,6 +56,10 @@ class Runtime:
     def forget_lock(self, sid: str) -> None:
         with self._guard:
             self._locks.pop(sid, None)
+
+    def check_not_stopping(self) -> None:
+        if self.stopping.is_set():
+            raise Unavailable("the runtime is stopping; retry when it is back (containers keep running)")
 
     def image_config(self, image_id: str) -> dict[str, Any]:
         """The image's runtime config; cached, as an image ID is the digest of its config."""

@@ -97,6 +97,7 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        rt.stopping.set()  # worker threads must end, or the interpreter waits for them at exit
         if server is not None:
             await server.stop(grace=2)
             with contextlib.suppress(FileNotFoundError):

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 from pyroute2 import IPRoute
 
@@ -71,9 +74,15 @@ def test_containers_outlive_the_daemon_and_are_adopted(daemon: Daemon, how: int)
     pid = c.container_status(ids["web"]).status.pid
     ip = c.sandbox_status(sid).status.network.ip
     assert before[ids["web"]].state == pb.CONTAINER_RUNNING and alive(pid)
+    waiter = RuntimeClient(daemon.socket)  # a wait in flight must not keep the daemon from stopping
+    pending = ThreadPoolExecutor(1).submit(waiter.wait_container, ids["web"])
+    time.sleep(0.5)
     c.close()
 
     assert daemon.stop(how) == (0 if how == signal.SIGTERM else -signal.SIGKILL)
+    with pytest.raises(grpc.RpcError):
+        pending.result(timeout=30)
+    waiter.close()
     assert alive(pid)  # the container does not depend on the daemon
     c = daemon.start()
     after = {x.id: x for x in c.list_containers()}
