@@ -84,8 +84,32 @@ class Agent:
         down = [c.type for c in st.status.conditions if not c.status]
         return not down, ", ".join(down)
 
+    async def _wait_runtime(self) -> pb.VersionResponse:
+        """The runtime may start after the agent (`timonel up`): wait, saying so."""
+        while True:
+            try:
+                return await asyncio.to_thread(self.runtime.wait_ready, 30.0)
+            except grpc.RpcError as e:
+                log.warning("runtime not answering socket=%s err=%s; still waiting",
+                            self.config.runtime_socket, e.details())  # type: ignore[attr-defined]
+
+    async def _register_until_done(self) -> None:
+        # Like the kubelet: keep trying until the API server takes the Node.
+        delay = 0.5
+        while True:
+            try:
+                await self.register()
+                return
+            except (ConnectionError, ApiError) as e:
+                if isinstance(e, ApiError) and e.code < 500 and e.code != 429:
+                    raise
+                log.warning("node registration failed node=%s err=%s retry_in=%.1fs",
+                            self.config.node_name, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     async def register(self) -> None:
-        version = await asyncio.to_thread(self.runtime.wait_ready, 60.0)
+        version = await self._wait_runtime()
         self.ctx.offline_images = await asyncio.to_thread(
             import_offline_images, self.runtime, os.path.join(self.config.data_dir, "images"))
         m = nodes.machine(self.config.data_dir)
@@ -100,7 +124,7 @@ class Agent:
         await nodes.renew_lease(self.client, self.node)
 
     async def run(self) -> None:
-        await self.register()
+        await self._register_until_done()
         self.pods.add_handler(self._kick, lambda old, new: self._kick(), self._kick)
         self.factory.start()
         try:

@@ -224,3 +224,20 @@ def test_api_server_restart_is_survived(cluster: Cluster) -> None:
     assert r.status_code in (200, 202), r.text
     wait_for("the pod object to go", lambda: c.get(f"/api/v1/namespaces/{ns}/pods/after") is None, timeout=90)
     assert not os.path.ismount(volume) and not volume.exists()
+
+
+def test_agent_started_before_the_api_server_registers_when_it_comes(cluster: Cluster) -> None:
+    c = cluster
+    port = int(c.server.url.rsplit(":", 1)[1])
+    c.agent.stop()
+    c.server.stop()
+    c.agent.start()
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{c.agent.node}"
+    wait_for("the agent to retry registration", lambda: "node registration failed" in c.agent.log_tail(),
+             timeout=60)
+    assert c.agent.proc is not None and c.agent.proc.poll() is None
+    c.server = start_server(c.server.data_dir, c.server.etcd_endpoint, port=port, control_plane=False)
+    c.http = c.server.session()
+    renew = (c.get(lease_path) or {})["spec"]["renewTime"]
+    wait_for("the agent to register and heartbeat",
+             lambda: (c.get(lease_path) or {})["spec"]["renewTime"] != renew, timeout=60)
