@@ -8,6 +8,7 @@ beside other runtimes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -124,6 +125,9 @@ class Daemon:
         if cgroups.exists(parent):
             cgroups.kill(parent)
             cgroups.remove(parent)
+        for path in cgroups.dirs(parent.split("/")[0]):  # the shared base, once no daemon uses it
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
         release_netns_dir(os.path.join(self.root, "netns"))
         for name in list_netns(self.netns_dir):
             delete_netns(name, self.netns_dir)
