@@ -362,17 +362,25 @@ def past_deadline(pod: Obj) -> bool:
 async def write_status(ctx: AgentContext, pod: Obj, state: PodRuntimeState,
                        override: Obj | None = None) -> None:
     md = pod["metadata"]
-    status = {**pod_status(pod, state, ctx.host_ip), **(override or {})}
+    old = pod.get("status") or {}
+    # Fields others own (nominatedNodeName, an eviction's reason...) are kept.
+    status = {**old, **pod_status(pod, state, ctx.host_ip), **(override or {})}
     uid = str(md["uid"])
-    if status == (pod.get("status") or {}) or status == ctx.last_status.get(uid):
+    if status == old or status == ctx.last_status.get(uid):
         return
+    # The uid test keeps a stale sync from writing onto a new pod of the same name.
+    patch = [{"op": "test", "path": "/metadata/uid", "value": uid},
+             {"op": "add", "path": "/status", "value": status}]
     try:
-        await ctx.client.patch(PODS, str(md["namespace"]), str(md["name"]), {"status": status},
+        await ctx.client.patch(PODS, str(md["namespace"]), str(md["name"]), patch, patch_type="json",
                                subresource="status")
         ctx.last_status[uid] = status
     except ApiError as e:
-        if e.code not in (404, 409):
+        if e.code not in (404, 409, 422):
             raise
+        # 422: a new pod of that name, or a status the server refuses (a bug: say so).
+        (log.warning if e.code == 422 else log.info)("pod status not written pod=%s code=%s err=%s",
+                                                     _pod_ref(pod), e.code, e)
 
 
 async def stop_pod(ctx: AgentContext, pod: Obj | None, uid: str, grace: int, remove: bool) -> None:
