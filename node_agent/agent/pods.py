@@ -69,6 +69,9 @@ class AgentContext:
     last_status: dict[str, Obj] = field(default_factory=dict)
     # Pods killed and deleted by us that finalizers keep in the API: nothing left to do.
     terminated: set[str] = field(default_factory=set)
+    # configMap and secret volumes are rewritten this often (upstream: about a minute).
+    volume_refresh_seconds: float = 60.0
+    volumes_at: dict[str, float] = field(default_factory=dict)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
@@ -260,12 +263,19 @@ async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandb
     ready = sorted((s for s in sandboxes if s.state == pb.SANDBOX_READY), key=lambda s: s.created_at)
     if ready:
         sb = ready[-1]
+        if time.monotonic() - ctx.volumes_at.get(uid, 0.0) > ctx.volume_refresh_seconds:
+            try:
+                await prepare_volumes(ctx.data_dir, pod, ctx.get_object)
+            except ConfigError as e:  # a source deleted later: the files stay as they were
+                log.info("volumes not refreshed pod=%s err=%s", _pod_ref(pod), e)
+            ctx.volumes_at[uid] = time.monotonic()
         return sb.id, cfgs.sandbox_config(pod, ctx.node, ctx.data_dir, sb.metadata.attempt)
     attempt = max((s.metadata.attempt + 1 for s in sandboxes), default=0)
     for old in sandboxes:  # a sandbox that died takes its containers with it (upstream)
         await ctx.call(ctx.runtime.stop_sandbox, old.id)
         await ctx.call(ctx.runtime.remove_sandbox, old.id)
     await prepare_volumes(ctx.data_dir, pod, ctx.get_object)
+    ctx.volumes_at[uid] = time.monotonic()
     cfg = cfgs.sandbox_config(pod, ctx.node, ctx.data_dir, attempt)
     key = (uid, "")  # the sandbox's own retry back-off
     failed = ctx.start_failures.get(key)
@@ -408,6 +418,7 @@ async def stop_pod(ctx: AgentContext, pod: Obj | None, uid: str, grace: int, rem
             for key in [k for k in table if k[0] == uid]:
                 table.pop(key, None)  # type: ignore[attr-defined]
         ctx.last_status.pop(uid, None)
+        ctx.volumes_at.pop(uid, None)
 
 
 async def terminate_pod(ctx: AgentContext, pod: Obj) -> None:

@@ -61,16 +61,23 @@ def _safe_rel(path: str) -> str:
 def _write_keys(dest: str, data: dict[str, bytes], items: list[Obj] | None, default_mode: int,
                 what: str) -> None:
     os.makedirs(dest, exist_ok=True)
+    files: dict[str, tuple[bytes, int]] = {}
     if items:
         for item in items:
             key = str(item.get("key", ""))
             if key not in data:
                 raise ConfigError(f"{what}: key {key!r} not found")
-            _write_file(os.path.join(dest, _safe_rel(str(item.get("path") or key))), data[key],
-                        int(item.get("mode") or default_mode))
-        return
-    for key, value in data.items():
-        _write_file(os.path.join(dest, _safe_rel(key)), value, default_mode)
+            files[_safe_rel(str(item.get("path") or key))] = (data[key], int(item.get("mode") or default_mode))
+    else:
+        files = {_safe_rel(key): (value, default_mode) for key, value in data.items()}
+    for rel, (value, mode) in files.items():
+        _write_file(os.path.join(dest, rel), value, mode)
+    # Keys gone from the source go from the volume too.
+    for root, _, names in os.walk(dest):
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.relpath(path, dest) not in files:
+                os.unlink(path)
 
 
 async def prepare_volumes(data_dir: str, pod: Obj, get: Getter) -> None:
@@ -102,10 +109,11 @@ async def prepare_volumes(data_dir: str, pod: Obj, get: Getter) -> None:
                     os.makedirs(dest, exist_ok=True)
                     continue
                 raise ConfigError(f"{what} not found")
-            data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
             if kind == "configmaps":
                 data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
                 data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+            else:
+                data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
             _write_keys(dest, data, src.get("items"), int(src.get("defaultMode", 0o644)), what)
         else:
             kinds = [k for k in vol if k != "name"]
