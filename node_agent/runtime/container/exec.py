@@ -106,6 +106,9 @@ def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_fd:
             if args.get("tty"):  # a controlling terminal needs a session of our own
                 os.setsid()
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            # Only stdio crosses into the command: received descriptors are not
+            # close-on-exec, and a kept pipe or the status socket would outlive it.
+            os.closerange(3, 1 << 20)
             os.chdir(args.get("cwd") or "/")
             apply_rlimits(sys, cred.rlimits)
             drop_privileges(sys, cred)
@@ -224,6 +227,9 @@ def collect(proc: ExecProcess, timeout: float, limit: int = 16 << 20) -> ExecRes
     while fds:
         left = deadline - time.monotonic()
         if left <= 0:
+            if timed_out:
+                # Killed and still open: a background child holds the pipes.
+                break
             timed_out = True
             proc.kill()
             deadline = time.monotonic() + 5.0
