@@ -113,7 +113,7 @@ def test_pod_runs_restarts_survives_agent_restart_and_is_removed(cluster: Cluste
         "data": {"greeting": base64.b64encode(b"hello").decode()}})
     c.create(f"/api/v1/namespaces/{ns}/configmaps", {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config"},
-        "data": {"mode": "shared-volume"}})
+        "data": {"mode": "shared volume, not base64!"}})
     c.create(f"/api/v1/namespaces/{ns}/pods", shared_pod("web", c.agent.node))
     pod = wait_for("the pod to be Running and Ready", lambda: running_ready(c, ns, "web"), timeout=120)
 
@@ -132,7 +132,7 @@ def test_pod_runs_restarts_survives_agent_restart_and_is_removed(cluster: Cluste
     got = c.runtime.exec_sync(reader, ["sh", "-c", "cat /shared/msg; cat /etc/app/mode; echo; echo $S_greeting"],
                               timeout=30)
     assert got.exit_code == 0, got.stderr
-    assert got.stdout.decode().split("\n")[:3] == ["hello from web", "shared-volume", "hello"]
+    assert got.stdout.decode().split("\n")[:3] == ["hello from web", "shared volume, not base64!", "hello"]
     # The runtime got the memory limit of the writer.
     writer_res = c.runtime.container_status(ids["writer"][0]).status.resources.linux
     assert writer_res.memory_limit_in_bytes == 64 << 20 and writer_res.cpu_quota == 50_000
