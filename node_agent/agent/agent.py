@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 STATUS_REPORT_SECONDS = 60.0
+# A settled pod is synced at least this often even if nothing seems to change.
+RESYNC_SECONDS = 10.0
 
 
 @dataclass
@@ -71,10 +73,11 @@ class Agent:
         self.pods = self.factory.informer(("v1", "Pod"), field_selector=f"spec.nodeName={config.node_name}")
         self.node: Obj = {}
         self._wake = asyncio.Event()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    def _kick(self, *_: object) -> None:
-        self._wake.set()
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._dirty: set[str] = set()  # pods the informer saw change
+        self._unsettled: set[str] = set()  # pods whose last sync left work to retry
+        self._fingerprints: dict[str, tuple[tuple[str, int], ...]] = {}
+        self._synced_at: dict[str, float] = {}
 
     async def _runtime_state(self) -> tuple[bool, str]:
         try:
@@ -125,7 +128,7 @@ class Agent:
 
     async def run(self) -> None:
         await self._register_until_done()
-        self.pods.add_handler(self._kick, lambda old, new: self._kick(), self._kick)
+        self.pods.add_handler(self._mark, lambda old, new: self._mark(new), self._mark)
         self.factory.start()
         try:
             await self.factory.wait_synced()
@@ -169,18 +172,42 @@ class Agent:
                 log.warning("sync failed node=%s err=%s", self.config.node_name, e)
 
     def _spawn(self, uid: str, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+        task: asyncio.Task[Any] = asyncio.create_task(coro)
         self._tasks[uid] = task
 
-        def done(t: asyncio.Task[None]) -> None:
+        def done(t: asyncio.Task[Any]) -> None:
             if self._tasks.get(uid) is t:
                 del self._tasks[uid]
-            if not t.cancelled() and t.exception() is not None:
+            failed = not t.cancelled() and t.exception() is not None
+            if failed:
                 log.warning("pod sync failed uid=%s err=%r", uid, t.exception())
+            if failed or t.cancelled() or t.result() is False:
+                self._unsettled.add(uid)
+            else:
+                self._unsettled.discard(uid)
             self._wake.set()
         task.add_done_callback(done)
 
+    def _mark(self, obj: Obj) -> None:
+        self._dirty.add(str((obj.get("metadata") or {}).get("uid", "")))
+        self._wake.set()
+
     async def sync_once(self) -> None:
+        """Like the kubelet's PLEG: one listing of the runtime per pass; a pod is
+        synced when it changed, its containers or sandbox changed, it has work
+        pending (back-off, failure), or RESYNC_SECONDS passed."""
+        now = time.monotonic()
+        node_filter = {cfgs.NODE: self.config.node_name}
+        sandboxes = await asyncio.to_thread(self.runtime.list_sandboxes,
+                                            pb.PodSandboxFilter(label_selector=node_filter))
+        listed = await asyncio.to_thread(self.runtime.list_containers,
+                                         pb.ContainerFilter(label_selector=node_filter))
+        seen: dict[str, list[tuple[str, int]]] = {}
+        for sb in sandboxes:
+            seen.setdefault(sb.labels.get(cfgs.POD_UID, ""), []).append((sb.id, sb.state))
+        for c in listed:
+            seen.setdefault(c.labels.get(cfgs.POD_UID, ""), []).append((c.id, c.state))
+        prints = {uid: tuple(sorted(v)) for uid, v in seen.items()}
         live: set[str] = set()
         for pod in self.pods.list():
             uid = str(pod["metadata"]["uid"])
@@ -190,13 +217,23 @@ class Agent:
             if pod["metadata"].get("deletionTimestamp"):
                 if uid not in self.ctx.terminated:
                     self._spawn(uid, terminate_pod(self.ctx, pod))
-            else:
-                self._spawn(uid, sync_pod(self.ctx, pod))
-        sandboxes = await asyncio.to_thread(
-            self.runtime.list_sandboxes, pb.PodSandboxFilter(label_selector={cfgs.NODE: self.config.node_name}))
+                continue
+            fingerprint = prints.get(uid, ())
+            if uid not in self._dirty and uid not in self._unsettled and \
+                    self._fingerprints.get(uid) == fingerprint and \
+                    now - self._synced_at.get(uid, 0.0) < RESYNC_SECONDS:
+                continue
+            self._dirty.discard(uid)
+            self._fingerprints[uid] = fingerprint
+            self._synced_at[uid] = now
+            self._spawn(uid, sync_pod(self.ctx, pod))
         self.ctx.terminated &= live
-        for sb in sandboxes:
-            uid = sb.labels.get(cfgs.POD_UID, "")
+        for table in (self._fingerprints, self._synced_at):
+            for uid in [u for u in table if u not in live]:
+                del table[uid]
+        self._unsettled &= live | set(self._tasks)
+        self._dirty &= live
+        for uid in prints:
             if uid and uid not in live and uid not in self._tasks:
-                log.info("removing orphan pod=%s/%s uid=%s", sb.metadata.namespace, sb.metadata.name, uid)
+                log.info("removing orphan pod uid=%s", uid)
                 self._spawn(uid, stop_pod(self.ctx, None, uid, grace=0, remove=True))

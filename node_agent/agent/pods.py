@@ -295,22 +295,25 @@ async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandb
     return sid, cfg
 
 
-async def sync_pod(ctx: AgentContext, pod: Obj) -> None:
-    """Bring a live pod one step closer to its spec, then write its status."""
+async def sync_pod(ctx: AgentContext, pod: Obj) -> bool:
+    """Bring a live pod one step closer to its spec, then write its status.
+
+    True when the pod is settled: nothing to do until the runtime or the pod
+    changes (False: a back-off or a failure to retry soon)."""
     md, spec = pod["metadata"], pod.get("spec") or {}
     uid = str(md["uid"])
     terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
     state = PodRuntimeState()
     if terminal:
         await stop_pod(ctx, pod, uid, grace=0, remove=False)
-        return
+        return True
     if past_deadline(pod):
         msg = "Pod was active on the node longer than the specified deadline"
         await ctx.recorder.event(pod, NORMAL, "DeadlineExceeded", msg)
         await stop_pod(ctx, pod, uid, int(spec.get("terminationGracePeriodSeconds", 30)), remove=False)
         await write_status(ctx, pod, await read_state(ctx, uid, ""),
                            {"phase": "Failed", "reason": "DeadlineExceeded", "message": msg})
-        return
+        return True
     try:
         ensured = await _ensure_sandbox(ctx, pod)
     except ConfigError as e:
@@ -318,10 +321,10 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> None:
             state.waiting[str(c["name"])] = Waiting("CreateContainerConfigError", str(e))
         await ctx.recorder.event(pod, WARNING, "FailedMount", f"MountVolume.SetUp failed: {e}")
         await write_status(ctx, pod, state)
-        return
+        return False
     if ensured is None:  # the runtime could not make it; retried after a back-off
         await write_status(ctx, pod, state)
-        return
+        return False
     sid, sandbox_cfg = ensured
     state = await read_state(ctx, uid, sid)
     policy = str(spec.get("restartPolicy") or "Always")
@@ -358,6 +361,8 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> None:
         state = await read_state(ctx, uid, sid)
         state.waiting = waiting
     await write_status(ctx, pod, state)
+    # A deadline must be checked while it runs.
+    return not state.waiting and spec.get("activeDeadlineSeconds") is None
 
 
 def past_deadline(pod: Obj) -> bool:
