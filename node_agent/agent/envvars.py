@@ -51,7 +51,9 @@ def expand(value: str, env: dict[str, str]) -> str:
     return "".join(out)
 
 
-def field_ref(pod: Obj, path: str, host_ip: str = "") -> str:
+def field_ref(pod: Obj, path: str, host_ip: str = "", pod_ip: str = "") -> str:
+    """A downward-API field. The pod IP comes from the sandbox when given: the
+    first containers start before any status carries it (as upstream)."""
     md = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     status = pod.get("status") or {}
@@ -62,9 +64,9 @@ def field_ref(pod: Obj, path: str, host_ip: str = "") -> str:
         "metadata.name": md.get("name"), "metadata.namespace": md.get("namespace"),
         "metadata.uid": md.get("uid"), "spec.nodeName": spec.get("nodeName"),
         "spec.serviceAccountName": spec.get("serviceAccountName"),
-        "status.hostIP": status.get("hostIP") or host_ip, "status.podIP": status.get("podIP"),
+        "status.hostIP": status.get("hostIP") or host_ip, "status.podIP": pod_ip or status.get("podIP"),
         "status.hostIPs": ",".join(i["ip"] for i in status.get("hostIPs") or []) or host_ip,
-        "status.podIPs": ",".join(i["ip"] for i in status.get("podIPs") or []),
+        "status.podIPs": pod_ip or ",".join(i["ip"] for i in status.get("podIPs") or []),
     }
     if path not in simple:
         raise ConfigError(f"fieldRef {path!r} is not supported")
@@ -109,7 +111,8 @@ async def _lookup(get: Getter, kind: str, namespace: str, name: str, optional: b
 
 
 async def container_env(pod: Obj, container: Obj, get: Getter, host_ip: str = "",
-                        node_allocatable: dict[str, str] | None = None) -> list[tuple[str, str]]:
+                        node_allocatable: dict[str, str] | None = None,
+                        pod_ip: str = "") -> list[tuple[str, str]]:
     """The container's environment as ordered (name, value) pairs."""
     namespace = str((pod.get("metadata") or {}).get("namespace", ""))
     cache: dict[tuple[str, str], Obj | None] = {}
@@ -133,7 +136,7 @@ async def container_env(pod: Obj, container: Obj, get: Getter, host_ip: str = ""
             continue
         vf = item["valueFrom"] or {}
         if "fieldRef" in vf:
-            env[name] = field_ref(pod, str(vf["fieldRef"].get("fieldPath", "")), host_ip)
+            env[name] = field_ref(pod, str(vf["fieldRef"].get("fieldPath", "")), host_ip, pod_ip)
         elif "resourceFieldRef" in vf:
             env[name] = resource_field_ref(container, vf["resourceFieldRef"], node_allocatable or {})
         else:

@@ -138,11 +138,13 @@ class StartError(Exception):
 
 
 async def start_container(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attempt: int,
-                          sid: str, sandbox_cfg: pb.PodSandboxConfig) -> None:
+                          sid: str, sandbox_cfg: pb.PodSandboxConfig, pod_ip: str = "") -> None:
     name = str(c["name"])
     image = await ensure_image(ctx, pod, c)
     cfgs.check_non_root(pod, c, image)
-    env = await container_env(pod, c, ctx.get_object, ctx.host_ip, ctx.allocatable)
+    if (pod.get("spec") or {}).get("hostNetwork"):
+        pod_ip = ctx.host_ip
+    env = await container_env(pod, c, ctx.get_object, ctx.host_ip, ctx.allocatable, pod_ip)
     command, args = command_and_args(c, env)
     mounts = container_mounts(ctx.data_dir, pod, c)
     config = cfgs.container_config(pod, c, kind, attempt, ctx.node, image.id or str(c["image"]),
@@ -228,7 +230,7 @@ async def _start_guarded(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attempt
         state.waiting[key[1]] = failed[1]
         return False
     try:
-        await start_container(ctx, pod, c, kind, attempt, sid, sandbox_cfg)
+        await start_container(ctx, pod, c, kind, attempt, sid, sandbox_cfg, state.sandbox_ip)
     except (ImageError, ConfigError, StartError) as e:
         if isinstance(e, ImageError):
             waiting = Waiting(e.reason, e.message)

@@ -51,10 +51,12 @@ def shared_pod(name: str, node: str) -> dict[str, Any]:
             "containers": [
                 {"name": "writer", "image": "busybox:latest", "imagePullPolicy": "IfNotPresent",
                  "command": ["sh", "-c"],
-                 "args": ["echo \"$(GREETING) from $(POD_NAME)\" > /shared/msg; " + loop],
+                 "args": ["echo \"$(GREETING) from $(POD_NAME)\" > /shared/msg; echo $(POD_IP) > /shared/ip; "
+                          + loop],
                  "env": [{"name": "GREETING", "valueFrom": {"secretKeyRef": {"name": "app-secret",
                                                                               "key": "greeting"}}},
-                         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
                  "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
                  "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
                 {"name": "reader", "image": "busybox:latest", "imagePullPolicy": "IfNotPresent",
@@ -129,10 +131,11 @@ def test_pod_runs_restarts_survives_agent_restart_and_is_removed(cluster: Cluste
 
     ids = ids_and_pids(c, pod)
     reader = ids["reader"][0]
-    got = c.runtime.exec_sync(reader, ["sh", "-c", "cat /shared/msg; cat /etc/app/mode; echo; echo $S_greeting"],
-                              timeout=30)
+    got = c.runtime.exec_sync(reader, ["sh", "-c", "cat /shared/msg; cat /etc/app/mode; echo; echo $S_greeting; "
+                                               "cat /shared/ip"], timeout=30)
     assert got.exit_code == 0, got.stderr
-    assert got.stdout.decode().split("\n")[:3] == ["hello from web", "shared volume, not base64!", "hello"]
+    assert got.stdout.decode().split("\n")[:4] == ["hello from web", "shared volume, not base64!", "hello",
+                                                   pod["status"]["podIP"]]
     # The runtime got the memory limit of the writer.
     writer_res = c.runtime.container_status(ids["writer"][0]).status.resources.linux
     assert writer_res.memory_limit_in_bytes == 64 << 20 and writer_res.cpu_quota == 50_000

@@ -75,3 +75,9 @@ def test_command_and_args_expand_against_env() -> None:
     c = {"command": ["sh", "-c", "echo $(GREETING)"], "args": ["$(WHO)", "$$(WHO)"]}
     assert command_and_args(c, [("GREETING", "hi"), ("WHO", "me")]) == (
         ["sh", "-c", "echo hi"], ["me", "$(WHO)"])
+
+
+async def test_pod_ip_from_the_sandbox_before_any_status() -> None:
+    c = {"env": [{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}
+    no_status = {**POD, "status": {}}
+    assert dict(await container_env(no_status, c, getter, pod_ip="10.0.0.9")) == {"IP": "10.0.0.9"}
