@@ -437,7 +437,15 @@ async def terminate_pod(ctx: AgentContext, pod: Obj) -> None:
     if grace is None:
         grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
     log.info("terminating pod=%s grace=%s", _pod_ref(pod), grace)
-    await stop_pod(ctx, pod, uid, int(grace), remove=True)
+    await stop_pod(ctx, pod, uid, int(grace), remove=False)
+    # As the kubelet since 1.27: a deleted pod ends in a terminal phase, so whoever
+    # holds it by a finalizer (a Job) sees how its containers ended.
+    state = await read_state(ctx, uid, "")
+    status = pod_status(pod, state, ctx.host_ip)
+    ok = all((s["state"].get("terminated") or {}).get("exitCode", 1) == 0
+             for s in status.get("containerStatuses") or [])
+    await write_status(ctx, pod, state, {"phase": "Succeeded" if ok else "Failed"})
+    await stop_pod(ctx, pod, uid, 0, remove=True)
     try:
         await ctx.client.delete(PODS, str(md["namespace"]), str(md["name"]), grace_period_seconds=0,
                                 preconditions={"uid": uid})

@@ -200,3 +200,28 @@ def test_active_deadline_fails_the_pod(cluster: Cluster) -> None:
     running = [x for x in c.runtime.list_containers(pb.ContainerFilter(label_selector={
         "io.kubernetes.pod.uid": uid})) if x.state == pb.CONTAINER_RUNNING]
     assert running == []
+
+
+def test_deleted_pod_held_by_a_finalizer_ends_in_a_terminal_phase(cluster: Cluster) -> None:
+    c = cluster
+    ns = c.namespace()
+    c.create(f"/api/v1/namespaces/{ns}/pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+        "spec": {"nodeName": c.agent.node, "terminationGracePeriodSeconds": 20,
+                 "containers": [container("main", "trap 'exit 0' TERM; while true; do sleep 1; done")]}})
+    pod = wait_for("Running", lambda: pod_when(c, ns, "held", lambda st: st.get("phase") == "Running"),
+                   timeout=120)
+    uid = pod["metadata"]["uid"]
+    r = c.http.delete(c.url(f"/api/v1/namespaces/{ns}/pods/held"))
+    assert r.status_code in (200, 202), r.text
+    pod = wait_for("the terminal phase", lambda: pod_when(c, ns, "held", lambda st: st.get("phase") == "Succeeded"),
+                   timeout=90)
+    term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 0 and term["reason"] == "Completed"  # SIGTERM was handled: a graceful stop
+    valid(pod)
+    wait_for("the runtime to be clean", lambda: not c.runtime.list_sandboxes(
+        pb.PodSandboxFilter(label_selector={"io.kubernetes.pod.uid": uid})), timeout=60)
+    r = c.http.patch(c.url(f"/api/v1/namespaces/{ns}/pods/held"), json={"metadata": {"finalizers": None}},
+                     headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    wait_for("the pod to go", lambda: c.get(f"/api/v1/namespaces/{ns}/pods/held") is None, timeout=60)
