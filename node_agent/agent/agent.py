@@ -9,6 +9,7 @@ are orphans and are removed.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -81,7 +82,8 @@ class Agent:
 
     async def _runtime_state(self) -> tuple[bool, str]:
         try:
-            st = await asyncio.to_thread(self.runtime.status)
+            # Short: a hung runtime must not hold up the heartbeat.
+            st = await asyncio.to_thread(self.runtime.runtime.Status, pb.StatusRequest(), timeout=5)
         except grpc.RpcError as e:
             return False, str(e.details())  # type: ignore[attr-defined]
         down = [c.type for c in st.status.conditions if not c.status]
@@ -127,6 +129,10 @@ class Agent:
         await nodes.renew_lease(self.client, self.node)
 
     async def run(self) -> None:
+        # Runtime calls are blocking gRPC in threads: the default pool (cores + 4)
+        # would let a few slow calls (a StopContainer's grace period) hold up every pod.
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="runtime"))
         await self._register_until_done()
         self.pods.add_handler(self._mark, lambda old, new: self._mark(new), self._mark)
         self.factory.start()
