@@ -225,3 +225,25 @@ def test_deleted_pod_held_by_a_finalizer_ends_in_a_terminal_phase(cluster: Clust
                      headers={"Content-Type": "application/merge-patch+json"})
     assert r.status_code == 200, r.text
     wait_for("the pod to go", lambda: c.get(f"/api/v1/namespaces/{ns}/pods/held") is None, timeout=60)
+
+
+def test_images_missing_locally(cluster: Cluster) -> None:
+    c = cluster
+    ns = c.namespace()
+    # Never: not pulled at all. IfNotPresent from a registry that is not there
+    # (a closed loopback port): a failed pull, then back-off.
+    make_pod(c, ns, "never", [{"name": "main", "image": "nothere:1", "imagePullPolicy": "Never"}])
+    make_pod(c, ns, "pull", [{"name": "main", "image": "127.0.0.1:1/nothere:1", "imagePullPolicy": "IfNotPresent"}])
+
+    def reason(name: str) -> str:
+        pod = c.get(f"/api/v1/namespaces/{ns}/pods/{name}") or {}
+        s = ((pod.get("status") or {}).get("containerStatuses") or [{}])[0]
+        return str((s.get("state") or {}).get("waiting", {}).get("reason", ""))
+    wait_for("ErrImageNeverPull", lambda: reason("never") == "ErrImageNeverPull", timeout=120)
+    wait_for("ImagePullBackOff", lambda: reason("pull") == "ImagePullBackOff", timeout=120)
+    events = [(e["reason"], e["involvedObject"]["name"])
+              for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])]
+    assert ("Pulling", "pull") in events and ("Failed", "pull") in events
+    assert not any(name == "never" and r == "Pulling" for r, name in events)
+    for name in ("never", "pull"):
+        valid(c.get(f"/api/v1/namespaces/{ns}/pods/{name}") or {})
