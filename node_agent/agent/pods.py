@@ -203,7 +203,7 @@ async def _restart_or_wait(ctx: AgentContext, pod: Obj, c: Obj, hist: list[pb.Co
     entry = ctx.backoff.get(key)
     now = time.monotonic()
     if entry is not None and now - entry.at > 2 * BACKOFF_MAX:
-        entry = ctx.backoff.pop(key)  # ran fine long enough: the back-off starts over
+        del ctx.backoff[key]  # ran fine long enough: the back-off starts over
         entry = None
     finished_ago = max(0.0, time.time() - latest.finished_at / 1e9) if latest.finished_at else 1e9
     if entry is not None and finished_ago < entry.delay:
