@@ -138,18 +138,35 @@ class LeaderElector:
         """Give the Lease up so another candidate takes over at once."""
         if not self.is_leader() or self._observed is None:
             return False
-        lease = dict(self._observed)
-        now = meta.now_micro()
-        lease["spec"] = {**_spec(lease), "holderIdentity": "", "leaseDurationSeconds": 1,
-                         "acquireTime": now, "renewTime": now}
-        try:
-            self._observe(await self.client.update(LEASE, lease))
-        except (ApiError, ApiConnectionError) as e:
-            log.warning("could not release lease=%s/%s identity=%s err=%s", self.namespace,
-                        self.name, self.identity, e)
-            return False
-        log.info("released lease=%s/%s identity=%s", self.namespace, self.name, self.identity)
-        return True
+        lease = self._observed
+        for _ in range(3):
+            now = meta.now_micro()
+            update = dict(lease)
+            update["spec"] = {**_spec(lease), "holderIdentity": "", "leaseDurationSeconds": 1,
+                              "acquireTime": now, "renewTime": now}
+            try:
+                self._observe(await self.client.update(LEASE, update))
+            except ApiError as e:
+                if e.code != 409:
+                    log.warning("could not release lease=%s/%s identity=%s err=%s",
+                                self.namespace, self.name, self.identity, e)
+                    return False
+                # A renewal cancelled in flight may still have landed: release
+                # what is there now if it is still ours.
+                try:
+                    lease = await self.client.get(LEASE, self.namespace, self.name)
+                except (ApiError, ApiConnectionError):
+                    return False
+                if _spec(lease).get("holderIdentity") != self.identity:
+                    return False
+                continue
+            except ApiConnectionError as e:
+                log.warning("could not release lease=%s/%s identity=%s err=%s", self.namespace,
+                            self.name, self.identity, e)
+                return False
+            log.info("released lease=%s/%s identity=%s", self.namespace, self.name, self.identity)
+            return True
+        return False
 
     # -- the loops --------------------------------------------------------------------
 
