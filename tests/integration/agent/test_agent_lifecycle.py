@@ -247,3 +247,18 @@ def test_images_missing_locally(cluster: Cluster) -> None:
     assert not any(name == "never" and r == "Pulling" for r, name in events)
     for name in ("never", "pull"):
         valid(c.get(f"/api/v1/namespaces/{ns}/pods/{name}") or {})
+
+
+def test_run_as_non_root_refuses_a_root_image(cluster: Cluster) -> None:
+    c = cluster
+    ns = c.namespace()
+    make_pod(c, ns, "nonroot", [container("main", "sleep 3600")], securityContext={"runAsNonRoot": True})
+
+    def refused(st: dict[str, Any]) -> bool:
+        s = (st.get("containerStatuses") or [{}])[0]
+        return (s.get("state") or {}).get("waiting", {}).get("reason") == "CreateContainerConfigError"
+    pod = wait_for("CreateContainerConfigError", lambda: pod_when(c, ns, "nonroot", refused), timeout=120)
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"] == \
+        "container has runAsNonRoot and image will run as root"
+    assert not c.runtime.list_containers(pb.ContainerFilter(label_selector={
+        "io.kubernetes.pod.uid": pod["metadata"]["uid"]}))
