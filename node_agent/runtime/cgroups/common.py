@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CPU_PERIOD = 100_000  # microseconds, the kernel's and Kubernetes' default
 
@@ -145,3 +148,39 @@ def rmdir_tree(path: str) -> None:
             if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
         os.rmdir(path)
+
+
+def own_procs_file(v1_mounts: dict[str, str], unified: str | None) -> str | None:
+    """cgroup.procs of this process's own cgroup in one hierarchy it can see, or None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, names, path = line.split(":", 2)
+        mount = unified if names == "" else next(
+            (v1_mounts[n] for n in (x.removeprefix("name=") for x in names.split(",")) if n in v1_mounts), None)
+        if mount:
+            procs = os.path.join(mount, path.strip("/"), "cgroup.procs")
+            if os.path.exists(procs):
+                return procs
+    return None
+
+
+def prime_attach(own_procs: str | None) -> None:
+    """Make the next cgroup migration on this machine fast; blocks for a few ms, so call it
+    from a thread while other work goes on.
+
+    Every migration takes the kernel's global threadgroup lock for writing, and the first
+    writer after a quiet spell waits a whole RCU grace period (6-15 ms on a busy VM) before
+    the lock is granted; writers within the next grace period do not. Re-adding this process
+    to the cgroup it is already in is a migration that changes nothing but starts that wait
+    early, so the container's init, joining its cgroup a few ms later, finds the lock warm.
+    """
+    if own_procs is None:
+        return
+    try:
+        write(own_procs, "0")
+    except OSError as e:  # only an optimisation
+        log.debug("cgroup attach priming failed procs=%s err=%s", own_procs, e)

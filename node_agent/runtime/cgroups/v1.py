@@ -22,6 +22,8 @@ from .common import (
     exists,
     makedirs,
     now_ns,
+    own_procs_file,
+    prime_attach,
     read,
     read_int,
     read_keyed,
@@ -102,6 +104,7 @@ class CgroupV1:
         # controller or hierarchy name -> mount point; several names may share one.
         self.hierarchies = hierarchies
         self.unified = unified
+        self._own_procs: list[str | None] = []  # looked up on first use
 
     @classmethod
     def discover(cls, root: str = "/sys/fs/cgroup") -> CgroupV1:
@@ -168,6 +171,12 @@ class CgroupV1:
             p = self.path(controller, rel)
             if p is not None:
                 apply(resources, p)
+
+    def prime_attach(self) -> None:
+        """See common.prime_attach: call from a thread shortly before a process joins a cgroup."""
+        if not self._own_procs:
+            self._own_procs.append(own_procs_file(self.hierarchies, self.unified))
+        prime_attach(self._own_procs[0])
 
     def exists(self, rel: str) -> bool:
         return any(os.path.isdir(d) for d in self.dirs(rel))

@@ -20,6 +20,8 @@ from .common import (
     exists,
     makedirs,
     now_ns,
+    own_procs_file,
+    prime_attach,
     read,
     read_int,
     read_keyed,
@@ -86,6 +88,7 @@ class CgroupV2:
 
     def __init__(self, root: str = "/sys/fs/cgroup"):
         self.root = root
+        self._own_procs: list[str | None] = []  # looked up on first use
 
     def dir(self, rel: str) -> str:
         return os.path.join(self.root, rel.strip("/"))
@@ -123,6 +126,12 @@ class CgroupV2:
     def update(self, rel: str, resources: Resources) -> None:
         for apply in APPLIERS:
             apply(resources, self.dir(rel))
+
+    def prime_attach(self) -> None:
+        """See common.prime_attach: call from a thread shortly before a process joins a cgroup."""
+        if not self._own_procs:
+            self._own_procs.append(own_procs_file({}, self.root))
+        prime_attach(self._own_procs[0])
 
     def exists(self, rel: str) -> bool:
         return os.path.isdir(self.dir(rel))
