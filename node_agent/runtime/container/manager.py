@@ -12,7 +12,6 @@ import logging
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
 import threading
@@ -25,6 +24,7 @@ from . import launch as launch_mod
 from . import seccomp
 from .exec import ExecProcess, ExecResult, collect
 from .forkserver import ForkServer
+from .janitor import Janitor, delete_now
 from .spec import ContainerSpec, SpecError
 from .state import (
     CREATED,
@@ -76,6 +76,12 @@ class ContainerManager:
         self._exited_fds: dict[str, int] = {}  # EOF once a shim we started recorded the exit
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # Removed state dirs are renamed here and deleted by the janitor (see janitor.py).
+        self.trash = os.path.join(root, "trash")
+        os.makedirs(self.trash, exist_ok=True)
+        self.janitor = Janitor(forkserver)
+        for name in os.listdir(self.trash):  # left by a runtime that died mid-removal
+            self.janitor.discard(os.path.join(self.trash, name))
 
     # -- helpers --
     def state_dir(self, cid: str) -> str:
@@ -263,19 +269,28 @@ class ContainerManager:
             self._locks.pop(cid, None)
 
     def _cleanup(self, cid: str, cgroup: str) -> None:
-        fd = self._shim_fd(cid)
+        fd = self._shim_fds.pop(cid, None)
+        if fd is not None:
+            os.close(fd)
+        shim = self._shim(cid)
         if self.cgroups.exists(cgroup):
             self.cgroups.kill(cgroup)
-        if fd is not None:  # let the shim finish writing before its dir goes
-            select.select([fd], [], [], 5.0)
-            os.close(fd)
-            self._shim_fds.pop(cid, None)
         exited = self._exited_fds.pop(cid, None)
         if exited is not None:
             os.close(exited)
         if self.cgroups.exists(cgroup):
             self.cgroups.remove(cgroup)
-        shutil.rmtree(self.state_dir(cid), ignore_errors=True)
+        d = self.state_dir(cid)
+        doomed = os.path.join(self.trash, f"{cid}.{time.monotonic_ns()}")
+        try:
+            os.rename(d, doomed)  # the id is free again at once
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.warning("cannot move state dir to trash dir=%s err=%s; deleting in place", d, e)
+            delete_now(d, shim.get("shim_pid"), shim.get("shim_start"))
+            return
+        self.janitor.discard(doomed, shim.get("shim_pid"), shim.get("shim_start"))
 
     # -- queries --
     def status(self, cid: str) -> ContainerStatus:
@@ -390,7 +405,9 @@ class ContainerManager:
             proc.stdin = None
         return collect(proc, timeout)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Close our descriptors; waits (up to `timeout`) until removed containers' state is deleted."""
+        self.janitor.close(timeout)
         for fd in [*self._shim_fds.values(), *self._exited_fds.values()]:
             os.close(fd)
         self._shim_fds.clear()

@@ -1,4 +1,4 @@
-"""The operations the fork server performs: shim, exec, namespaces."""
+"""The operations the fork server performs: shim, exec, namespaces, janitor."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from ..cgroups import Cgroups
 from ..linux import SyscallsLike
 from . import exec as exec_
-from . import namespaces, shim
+from . import janitor, namespaces, shim
 from .forkserver import ForkServer, Handler, fork_child, pidfd
 
 
@@ -22,7 +22,12 @@ def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
         pid = fork_child(lambda: exec_.helper(sys, args, stdio, status_fd), set(fds))
         return {"pid": pid}, []
 
-    return {"shim": start_shim, "exec": start_exec, "namespaces": namespaces.handler(sys)}
+    def start_janitor(args: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], list[int]]:
+        pid = fork_child(lambda: janitor.main(sys, fds[0]), set(fds))
+        return {"pid": pid}, [pidfd(pid)]
+
+    return {"shim": start_shim, "exec": start_exec, "namespaces": namespaces.handler(sys),
+            "janitor": start_janitor}
 
 
 def start_fork_server(sys: SyscallsLike, cgroups: Cgroups) -> ForkServer:
