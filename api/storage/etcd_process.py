@@ -8,6 +8,7 @@ the server stops. A second start reuses the data.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import shutil
@@ -84,11 +85,14 @@ class EtcdProcess:
         ]
         # A restart must find the member it created the first time: an existing
         # data dir ignores --initial-cluster, so the same flags work both times.
+        _stop_stale(self.data_dir)
         with open(log_path, "ab") as logf:
             self.proc = subprocess.Popen(
                 args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )
+        with open(_pid_file(self.data_dir), "w") as f:
+            f.write(str(self.proc.pid))
         self._wait_ready(timeout, log_path)
         log.info("etcd started pid=%s endpoint=%s data=%s", self.proc.pid, self.endpoint, self.data_dir)
 
@@ -127,6 +131,38 @@ def start_embedded(data_dir: str) -> EtcdProcess:
     proc = EtcdProcess(data_dir=data_dir, client_port=free_port(), peer_port=free_port())
     proc.start()
     return proc
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: etcd gets SIGTERM when the server dies, even
+    by SIGKILL, so no orphan keeps the data directory locked."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _pid_file(data_dir: str) -> str:
+    return os.path.join(os.path.dirname(data_dir.rstrip("/")), "etcd.pid")
+
+
+def _stop_stale(data_dir: str) -> None:
+    """An etcd left by a server that died before this one holds the data
+    directory's lock: stop it (only if it really is etcd on this directory)."""
+    try:
+        with open(_pid_file(data_dir)) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if not cmdline or not cmdline[0].endswith(b"etcd") or data_dir.encode() not in cmdline:
+        return
+    log.warning("stopping an etcd left by an earlier server pid=%s data=%s", pid, data_dir)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.05)
+    if os.path.exists(f"/proc/{pid}"):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _tail(path: str, n: int = 2000) -> str:

@@ -238,3 +238,22 @@ def test_restart_keeps_every_object() -> None:
         server.stop()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_restart_after_the_server_was_killed() -> None:
+    """SIGKILL takes the embedded etcd down too (no orphan holding the data
+    directory), and the next start finds every object."""
+    d = tempfile.mkdtemp(prefix="timonel-kill-")
+    try:
+        server = start_server(os.path.join(d, "state"))
+        http = server.session()
+        assert http.post(f"{server.url}/api/v1/namespaces/default/configmaps",
+                         json=cm("survivor")).status_code == 201
+        server.proc.kill()
+        server.proc.wait()
+        server = start_server(os.path.join(d, "state"))
+        r = server.session().get(f"{server.url}/api/v1/namespaces/default/configmaps/survivor")
+        assert r.status_code == 200, r.text
+        server.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
