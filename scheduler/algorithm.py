@@ -129,11 +129,13 @@ def find_feasible(profile: Profile, snap: Snapshot, prep: Prepared, rr: RoundRob
     state, pod = prep.state, prep.pod
     entries = _cache(snap).entries(id(profile), pod) if local else None
     order = nodes[start:] + nodes[:start] if start else nodes
+    cached = entries.get if entries is not None else None
+    add_plugin = diagnosis.unschedulable_plugins.add
     for node in order:
         if nominated and node.name in nominated:
             st = filter_node(prep, snap, node)
         else:
-            e = entries.get(node.name) if entries is not None else None
+            e = cached(node.name) if cached is not None else None
             if e is not None and e[0] == node.generation:
                 st = e[1]
             else:
@@ -157,7 +159,7 @@ def find_feasible(profile: Profile, snap: Snapshot, prep: Prepared, rr: RoundRob
                 break
         else:
             statuses[node.name] = st
-            diagnosis.unschedulable_plugins.add(st.plugin)
+            add_plugin(st.plugin)
     rr.advance(len(feasible) + len(statuses), n)
     return feasible
 

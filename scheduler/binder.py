@@ -68,12 +68,16 @@ async def set_unschedulable(client: Client, pod: dict[str, Any], message: str,
 
 
 class Background:
-    """A bounded pool of best-effort API writes."""
+    """A bounded pool of best-effort API writes that yields to binds: while
+    `busy()` says binds are in flight, writes wait, so events and status
+    updates never take API server capacity from placing pods."""
 
-    def __init__(self, workers: int = 8, max_backlog: int = 2000) -> None:
+    def __init__(self, workers: int = 8, max_backlog: int = 20000,
+                 busy: Callable[[], bool] | None = None) -> None:
         self.queue: asyncio.Queue[Callable[[], Awaitable[Any]]] = asyncio.Queue()
         self.workers = workers
         self.max_backlog = max_backlog
+        self.busy = busy
         self.dropped = 0
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -91,6 +95,10 @@ class Background:
     async def _run(self) -> None:
         while True:
             fn = await self.queue.get()
+            waited = 0.0
+            while self.busy is not None and self.busy() and waited < 5.0:
+                await asyncio.sleep(0.02)
+                waited += 0.02
             try:
                 await fn()
             except asyncio.CancelledError:

@@ -125,6 +125,10 @@ class SchedulingQueue:
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    def has_ready(self) -> bool:
+        """Whether an active pod may be waiting (stale heap entries count)."""
+        return bool(self._heap)
+
     def pop_nowait(self) -> QueuedPod | None:
         return self._pop_ready()
 

@@ -20,11 +20,13 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from timonel.api import meta
 from timonel.api.client import ApiConnectionError, Client, InformerFactory, run_with_leader_election
 from timonel.api.client.events import NORMAL, WARNING, EventRecorder
+from timonel.api.client.informer import namespace_index
 from timonel.api.errors import ApiError
 from timonel.scheduler import algorithm, binder, preemption
 from timonel.scheduler.cache import Cache, is_terminal, node_name_of
@@ -40,6 +42,7 @@ from timonel.scheduler.framework import (
     Profile,
 )
 from timonel.scheduler.metrics import ERROR, SCHEDULED, UNSCHEDULABLE, SchedulerMetrics
+from timonel.scheduler.owners import OwnerSelectors
 from timonel.scheduler.podinfo import pod_key
 from timonel.scheduler.queue import QueuedPod, SchedulingQueue
 from timonel.scheduler.sampling import RoundRobin
@@ -50,7 +53,13 @@ PODS = ("v1", "Pod")
 NODES = ("v1", "Node")
 NAMESPACES = ("v1", "Namespace")
 PRIORITY_CLASSES = ("scheduling.k8s.io/v1", "PriorityClass")
+SERVICES = ("v1", "Service")
+REPLICASETS = ("apps/v1", "ReplicaSet")
+STATEFULSETS = ("apps/v1", "StatefulSet")
 FLUSH_PERIOD = 30.0
+# Binds in flight at once: enough to keep the API server busy, few enough
+# not to queue hundreds of requests behind the client's connection pool.
+MAX_CONCURRENT_BINDS = 64
 
 
 def _relevant_node_change(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -84,13 +93,22 @@ class Scheduler:
                                      self.config.pod_max_in_unschedulable_seconds)
         self.metrics = SchedulerMetrics(self.queue.counts)
         self.recorder = EventRecorder(client, DEFAULT_SCHEDULER_NAME)
-        self.writes = binder.Background()
+        self.writes = binder.Background(busy=self._busy)
+        # Called with (pod key, node) after each successful bind (tests, benchmarks).
+        self.on_bound: Callable[[tuple[str, str], str], None] | None = None
+        self._bind_slots = asyncio.Semaphore(MAX_CONCURRENT_BINDS)
+        # Set to a list to collect every attempt's duration in seconds (benchmarks).
+        self.attempt_samples: list[float] | None = None
         self.rr = RoundRobin()
         self.rng = random.Random(seed)
         self.informers = InformerFactory(client)
         self.pods = self.informers.informer(PODS)
         self._binds: set[asyncio.Task[None]] = set()
         self._register()
+
+    def _busy(self) -> bool:
+        """Binds in flight or pods ready to schedule: best-effort writes wait."""
+        return bool(self._binds) or self.queue.has_ready()
 
     # -- informer handlers ------------------------------------------------------
 
@@ -104,6 +122,11 @@ class Scheduler:
         self.informers.informer(PRIORITY_CLASSES).add_handler(
             self.cache.set_priority_class, lambda old, new: self.cache.set_priority_class(new),
             self.cache.remove_priority_class)
+        services = self.informers.informer(SERVICES)
+        services.add_index("namespace", namespace_index)
+        self.cache.snapshot.default_spread_selector = OwnerSelectors(
+            services, self.informers.informer(REPLICASETS),
+            self.informers.informer(STATEFULSETS))
 
     def responsible(self, pod: dict[str, Any]) -> bool:
         name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER_NAME
@@ -209,6 +232,12 @@ class Scheduler:
                 log.info("retrying long-unschedulable pods count=%d", moved)
 
     def schedule_one(self, q: QueuedPod) -> None:
+        t0 = time.perf_counter()
+        self._schedule_one(q)
+        if self.attempt_samples is not None:
+            self.attempt_samples.append(time.perf_counter() - t0)
+
+    def _schedule_one(self, q: QueuedPod) -> None:
         pi = q.info
         key = pi.key
         current = self.pods.get(*key)
@@ -250,7 +279,8 @@ class Scheduler:
         ns, name = q.info.key
         t0 = time.perf_counter()
         try:
-            await binder.bind(self.client, pod, node)
+            async with self._bind_slots:
+                await binder.bind(self.client, pod, node)
         except (ApiError, ApiConnectionError) as e:
             self.cache.forget(assumed)
             code = e.code if isinstance(e, ApiError) else 0
@@ -268,6 +298,8 @@ class Scheduler:
         now = time.perf_counter()
         self.metrics.binding_duration.observe(now - t0)
         self.metrics.e2e_duration.observe(max(0.0, time.monotonic() - q.initial))
+        if self.on_bound is not None:
+            self.on_bound(q.info.key, node)
         self.writes.submit(lambda: self.recorder.event(
             pod, NORMAL, "Scheduled", f"Successfully assigned {ns}/{name} to {node}"))
 

@@ -141,13 +141,17 @@ def _count(pod: PodInfo, snap: Snapshot, constraints: list[Constraint],
 
 
 class _FilterState:
-    __slots__ = ("constraints", "counts", "self_match")
+    __slots__ = ("constraints", "counts", "memo", "self_match", "single_key")
 
     def __init__(self, constraints: list[Constraint], counts: list[_Counts],
                  self_match: list[int]) -> None:
         self.constraints = constraints
         self.counts = counts
         self.self_match = self_match
+        # The verdict depends only on the node's domains: one per domain tuple.
+        self.memo: dict[Any, Status | None] = {}
+        # With one constraint (the usual case) the memo is keyed by its domain alone.
+        self.single_key = constraints[0].key if len(constraints) == 1 else None
 
 
 def pre_filter(state: CycleState, pod: PodInfo, snap: Snapshot) -> Status | None:
@@ -164,6 +168,17 @@ def pre_filter(state: CycleState, pod: PodInfo, snap: Snapshot) -> Status | None
 def filter(state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
     st: _FilterState = state[NAME]
     labels = node.labels
+    key = st.single_key
+    domains: Any = labels.get(key) if key is not None else tuple(
+        [labels.get(c.key) for c in st.constraints])
+    memo = st.memo
+    if domains in memo:
+        return memo[domains]
+    verdict = memo[domains] = _verdict(st, labels)
+    return verdict
+
+
+def _verdict(st: _FilterState, labels: dict[str, str]) -> Status | None:
     for i, c in enumerate(st.constraints):
         v = labels.get(c.key)
         if v is None:
@@ -182,6 +197,7 @@ def _change(state: CycleState, pod: PodInfo, other: PodInfo, node: NodeInfo, by:
     labels = node.labels
     if not all(c.key in labels for c in st.constraints):
         return
+    st.memo.clear()
     for i, c in enumerate(st.constraints):
         if matches(c.selector, other.labels):
             st.counts[i].bump(labels[c.key], by)
