@@ -104,7 +104,6 @@ class CgroupV1:
         # controller or hierarchy name -> mount point; several names may share one.
         self.hierarchies = hierarchies
         self.unified = unified
-        self._own_procs: list[str | None] = []  # looked up on first use
 
     @classmethod
     def discover(cls, root: str = "/sys/fs/cgroup") -> CgroupV1:
@@ -174,9 +173,7 @@ class CgroupV1:
 
     def prime_attach(self) -> None:
         """See common.prime_attach: call from a thread shortly before a process joins a cgroup."""
-        if not self._own_procs:
-            self._own_procs.append(own_procs_file(self.hierarchies, self.unified))
-        prime_attach(self._own_procs[0])
+        prime_attach(own_procs_file(self.hierarchies, self.unified))  # looked up each time: we may have been moved
 
     def exists(self, rel: str) -> bool:
         return any(os.path.isdir(d) for d in self.dirs(rel))

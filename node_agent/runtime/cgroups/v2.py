@@ -88,7 +88,6 @@ class CgroupV2:
 
     def __init__(self, root: str = "/sys/fs/cgroup"):
         self.root = root
-        self._own_procs: list[str | None] = []  # looked up on first use
 
     def dir(self, rel: str) -> str:
         return os.path.join(self.root, rel.strip("/"))
@@ -129,9 +128,7 @@ class CgroupV2:
 
     def prime_attach(self) -> None:
         """See common.prime_attach: call from a thread shortly before a process joins a cgroup."""
-        if not self._own_procs:
-            self._own_procs.append(own_procs_file({}, self.root))
-        prime_attach(self._own_procs[0])
+        prime_attach(own_procs_file({}, self.root))  # looked up each time: we may have been moved
 
     def exists(self, rel: str) -> bool:
         return os.path.isdir(self.dir(rel))
