@@ -55,16 +55,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(client: Client, config, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
-    from timonel.scheduler import Scheduler, run_scheduler
+    from timonel.scheduler import run_scheduler
+    from timonel.scheduler.metrics import SchedulerMetrics
     loop = asyncio.get_running_loop()
-    if args.leader_elect:
-        task = asyncio.create_task(run_scheduler(client, config, leader_elect=True))
-    else:
-        sched = Scheduler(client, config)
-        if args.metrics_port:
-            from prometheus_client import start_http_server
-            start_http_server(args.metrics_port, "127.0.0.1", registry=sched.metrics.registry)
-        task = asyncio.create_task(sched.run())
+    metrics = SchedulerMetrics()
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+        try:
+            start_http_server(args.metrics_port, "127.0.0.1", registry=metrics.registry)
+        except OSError as e:
+            raise Failure("METRICS_PORT", f"cannot serve metrics on 127.0.0.1:{args.metrics_port}: "
+                          f"{e.strerror}", "choose a free --metrics-port", EXIT_CONFIG) from None
+    task = asyncio.create_task(run_scheduler(client, config, leader_elect=args.leader_elect,
+                                             metrics=metrics))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     print(f"timonel scheduler running against {client.server}", flush=True)

@@ -16,19 +16,22 @@ _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 
 
 class _Pending(Collector):
-    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
-        self.counts = counts
+    def __init__(self, owner: SchedulerMetrics) -> None:
+        self.owner = owner
 
     def collect(self) -> Iterator[Metric]:
         g = GaugeMetricFamily("scheduler_pending_pods", "Pending pods, by queue.",
                               labels=["queue"])
-        for queue, n in self.counts().items():
+        source = self.owner.pending_source
+        for queue, n in (source() if source is not None else {}).items():
             g.add_metric([queue], n)
         yield g
 
 
 class SchedulerMetrics:
-    def __init__(self, pending: Callable[[], dict[str, int]] | None = None) -> None:
+    def __init__(self) -> None:
+        # The queue sizes to report; set by the scheduler that uses these metrics.
+        self.pending_source: Callable[[], dict[str, int]] | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.attempts = Counter("scheduler_schedule_attempts", "Scheduling attempts, by result.",
@@ -50,8 +53,7 @@ class SchedulerMetrics:
                                            "Preemption attempts.", registry=r)
         self.preemption_victims = Counter("scheduler_preemption_victims",
                                           "Pods evicted by preemption.", registry=r)
-        if pending is not None:
-            r.register(_Pending(pending))
+        r.register(_Pending(self))
 
     def attempt(self, result: str, profile: str, seconds: float) -> None:
         self.attempts.labels(result, profile).inc()

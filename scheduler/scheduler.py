@@ -82,7 +82,7 @@ def _spec_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 class Scheduler:
     def __init__(self, client: Client, config: SchedulerConfiguration | None = None, *,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, metrics: SchedulerMetrics | None = None) -> None:
         self.client = client
         self.config = config or SchedulerConfiguration()
         self.profiles: dict[str, Profile] = {
@@ -91,7 +91,8 @@ class Scheduler:
         self.queue = SchedulingQueue(self.config.pod_initial_backoff_seconds,
                                      self.config.pod_max_backoff_seconds,
                                      self.config.pod_max_in_unschedulable_seconds)
-        self.metrics = SchedulerMetrics(self.queue.counts)
+        self.metrics = metrics or SchedulerMetrics()
+        self.metrics.pending_source = self.queue.counts
         self.recorder = EventRecorder(client, DEFAULT_SCHEDULER_NAME)
         self.writes = binder.Background(busy=self._busy)
         # Called with (pod key, node) after each successful bind (tests, benchmarks).
@@ -133,8 +134,11 @@ class Scheduler:
         return name in self.profiles
 
     def _pending(self, pod: dict[str, Any]) -> bool:
+        # Pods with spec.schedulingGates wait outside the queue until the
+        # gates are removed (upstream's SchedulingGates PreEnqueue plugin).
         return (not node_name_of(pod) and self.responsible(pod) and not is_terminal(pod)
-                and not (pod.get("metadata") or {}).get("deletionTimestamp"))
+                and not (pod.get("metadata") or {}).get("deletionTimestamp")
+                and not (pod.get("spec") or {}).get("schedulingGates"))
 
     def _pod_added(self, pod: dict[str, Any]) -> None:
         if node_name_of(pod):
@@ -366,16 +370,18 @@ class Scheduler:
 
 
 async def run_scheduler(client: Client, config: SchedulerConfiguration | None = None, *,
-                        leader_elect: bool = False, identity: str = "") -> None:
+                        leader_elect: bool = False, identity: str = "",
+                        metrics: SchedulerMetrics | None = None) -> None:
     """Run the scheduler until cancelled; with leader_elect, only while
-    holding the Lease named in the configuration (kube-system/kube-scheduler)."""
+    holding the Lease named in the configuration (kube-system/kube-scheduler).
+    `metrics` (optional) outlives leadership terms, for serving /metrics."""
     config = config or SchedulerConfiguration()
     if not leader_elect:
-        await Scheduler(client, config).run()
+        await Scheduler(client, config, metrics=metrics).run()
         return
     identity = identity or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     while True:
-        sched = Scheduler(client, config)
+        sched = Scheduler(client, config, metrics=metrics)
         await run_with_leader_election(client, config.lease_name, config.lease_namespace,
                                        identity, sched.run)
         log.warning("scheduler lost leadership identity=%s; campaigning again", identity)

@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import urllib.request
 
 from tests.integration.conftest import ApiServer
 from tests.integration.scheduler.conftest import (
@@ -21,6 +22,7 @@ from tests.integration.scheduler.conftest import (
 )
 from timonel.api.client import Client
 from timonel.api.errors import ApiError
+from timonel.api.storage.etcd_process import free_port
 
 TIMONEL = os.path.join(os.path.dirname(sys.executable), "timonel")
 
@@ -112,9 +114,11 @@ async def test_scheduler_command_with_leader_election_schedules(
                    "kind: KubeSchedulerConfiguration\n"
                    "profiles:\n- schedulerName: cli-scheduler\n"
                    "  plugins:\n    score:\n      disabled: [{name: NodeResourcesFit}]\n")
+    port = free_port()
     with open(tmp_path / "sched.log", "wb") as log:
         proc = subprocess.Popen([TIMONEL, "scheduler", "--kubeconfig", sched_server.kubeconfig,
-                                 "--config", str(cfg), "--leader-elect"],
+                                 "--config", str(cfg), "--leader-elect",
+                                 "--metrics-port", str(port)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         async with FakeNodes(client, ["cli-1"]):
@@ -127,6 +131,12 @@ async def test_scheduler_command_with_leader_election_schedules(
             assert lease["spec"]["holderIdentity"]
             await asyncio.sleep(0.5)
             assert not (await client.get(PODS, ns, "not-mine"))["spec"].get("nodeName")
+            text = await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+                .read().decode())
+            assert 'scheduler_schedule_attempts_total{profile="cli-scheduler",result="scheduled"} 1.0' \
+                in text
+            assert 'scheduler_pending_pods{queue="active"} 0.0' in text
     finally:
         proc.terminate()
         proc.wait(15)

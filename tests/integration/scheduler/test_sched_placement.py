@@ -108,3 +108,23 @@ async def test_taints_repel_and_cordoned_node_gets_nothing(client: Client, ns: s
         assert got.pop("tolerant") == "t-tainted"
         assert set(got.values()) == {"t-free"}
 
+
+
+async def test_scheduling_gates_hold_a_pod_and_metrics_count_attempts(client: Client,
+                                                                        ns: str) -> None:
+    async with FakeNodes(client, ["g-1"]), running_scheduler(client) as sched:
+        await client.create(PODS, pod("gated", schedulingGates=[{"name": "example.com/wait"}]),
+                            namespace=ns)
+        await client.create(PODS, pod("free"), namespace=ns)
+        assert await placements(client, ns, ["free"]) == {"free": "g-1"}
+        assert not (await client.get(PODS, ns, "gated"))["spec"].get("nodeName")
+        gated = await client.get(PODS, ns, "gated")
+        gated["spec"]["schedulingGates"] = []
+        await client.update(PODS, gated)
+        assert await placements(client, ns, ["gated"]) == {"gated": "g-1"}
+        reg = sched.metrics.registry
+        assert reg.get_sample_value("scheduler_schedule_attempts_total",
+                                    {"result": "scheduled", "profile": "default-scheduler"}) == 2
+        assert reg.get_sample_value("scheduler_pending_pods", {"queue": "active"}) == 0
+        assert reg.get_sample_value("scheduler_scheduling_attempt_duration_seconds_count",
+                                    {"result": "scheduled", "profile": "default-scheduler"}) == 2
