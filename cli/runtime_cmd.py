@@ -137,7 +137,8 @@ def _daemon_main(options_json: str, level: str) -> int:
 
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     data = json.loads(options_json)
-    opts = RuntimeOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    opts = RuntimeOptions(**fields)
 
     def ready(_rt: object) -> None:
         print(f"timonel runtime serving on unix://{opts.socket} (root {opts.root}, pod CIDR {opts.pod_cidr})",
