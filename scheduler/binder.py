@@ -67,6 +67,15 @@ async def set_unschedulable(client: Client, pod: dict[str, Any], message: str,
                      md.get("name"), e)
 
 
+async def clear_nominated(client: Client, pod: dict[str, Any]) -> None:
+    """Drop a nomination another pod took over."""
+    md = pod.get("metadata") or {}
+    with contextlib.suppress(ApiError, ConnectionError):
+        await client.patch(PODS, str(md.get("namespace") or ""), str(md.get("name") or ""),
+                           {"status": {"nominatedNodeName": None}}, patch_type="strategic",
+                           subresource="status")
+
+
 class Background:
     """A bounded pool of best-effort API writes that yields to binds: while
     `busy()` says binds are in flight, writes wait, so events and status

@@ -8,7 +8,7 @@ from typing import Any
 
 from timonel.api.client import Informer
 from timonel.api.selectors import LabelSelector, Requirement, matches, selector_from_set
-from timonel.scheduler.podinfo import PodInfo, _selector
+from timonel.scheduler.podinfo import PodInfo, label_selector
 
 
 def _controller(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -37,7 +37,7 @@ class OwnerSelectors:
                 str(ref.get("kind")))
             owner = inf.get(pod.namespace, str(ref.get("name") or "")) if inf else None
             if owner is not None:
-                sel = _selector((owner.get("spec") or {}).get("selector"))
+                sel = label_selector((owner.get("spec") or {}).get("selector"))
                 if not sel.nothing:
                     reqs.extend(sel.requirements)
         if not reqs:

@@ -33,7 +33,8 @@ class AffinityTerm:
         return matches(self.selector, pod.labels)
 
 
-def _selector(sel: Any) -> LabelSelector:
+def label_selector(sel: Any) -> LabelSelector:
+    """A metav1.LabelSelector as a selector; an invalid one matches nothing."""
     try:
         return from_label_selector_dict(sel)
     except ApiError:
@@ -56,8 +57,8 @@ def affinity_terms(namespace: str, terms: Any, weighted: bool = False) -> list[A
             namespaces = frozenset([namespace])
         else:
             namespaces = frozenset(n for n in names if isinstance(n, str))
-        selector = _selector(t.get("labelSelector"))
-        nss = None if ns_sel is None else _selector(ns_sel)
+        selector = label_selector(t.get("labelSelector"))
+        nss = None if ns_sel is None else label_selector(ns_sel)
         if nss is not None and nss.nothing:
             nss = None
         out.append(AffinityTerm(namespaces, selector, str(t.get("topologyKey") or ""), nss,

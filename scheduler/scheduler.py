@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -104,12 +105,13 @@ class Scheduler:
         self.rng = random.Random(seed)
         self.informers = InformerFactory(client)
         self.pods = self.informers.informer(PODS)
-        self._binds: set[asyncio.Task[None]] = set()
+        # Binds and evictions in flight (other writes wait for them).
+        self._inflight: set[asyncio.Task[None]] = set()
         self._register()
 
     def _busy(self) -> bool:
         """Binds in flight or pods ready to schedule: best-effort writes wait."""
-        return bool(self._binds) or self.queue.has_ready()
+        return bool(self._inflight) or self.queue.has_ready()
 
     # -- informer handlers ------------------------------------------------------
 
@@ -220,11 +222,11 @@ class Scheduler:
                 await asyncio.sleep(0)
         finally:
             flusher.cancel()
-            for t in list(self._binds):
+            for t in list(self._inflight):
                 t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-            await asyncio.gather(*self._binds, return_exceptions=True)
+            await asyncio.gather(*self._inflight, return_exceptions=True)
             await self.writes.stop()
             await self.informers.stop()
 
@@ -245,9 +247,17 @@ class Scheduler:
         pi = q.info
         key = pi.key
         current = self.pods.get(*key)
-        if current is None or not self._pending(current) or self.cache.is_assumed(key):
+        if current is None or not self._pending(current):
             self.queue.done(key)
             return
+        if self.cache.is_assumed(key):
+            assumed = self.cache.pods.get(key)
+            if assumed is not None and assumed.uid == (current.get("metadata") or {}).get("uid"):
+                self.queue.done(key)  # our bind is in flight
+                return
+            if assumed is not None:
+                # A new pod under the old one's name: the old bind fails on its uid.
+                self.cache.forget(assumed)
         if current is not pi.pod:
             pi = q.info = self.cache.pod_info(current)
         profile = self.profiles[(current.get("spec") or {}).get("schedulerName")
@@ -274,9 +284,7 @@ class Scheduler:
         assumed = self.cache.assume(pi, result.node)
         self.queue.done(key)
         self.metrics.attempt(SCHEDULED, profile.scheduler_name, time.perf_counter() - t0)
-        task = asyncio.create_task(self._bind(q, assumed, result.node))
-        self._binds.add(task)
-        task.add_done_callback(self._binds.discard)
+        self._spawn(self._bind(q, assumed, result.node))
 
     async def _bind(self, q: QueuedPod, assumed: Any, node: str) -> None:
         pod = q.info.pod
@@ -331,28 +339,36 @@ class Scheduler:
         self._explain(pi.pod, message, nominated)
 
     def _explain(self, pod: dict[str, Any], message: str, nominated: str | None) -> None:
-        self.writes.submit(lambda: self.recorder.event(pod, WARNING, "FailedScheduling", message))
-        self.writes.submit(lambda: binder.set_unschedulable(self.client, pod, message, nominated))
+        self.writes.submit(functools.partial(self.recorder.event, pod, WARNING, "FailedScheduling",
+                                             message))
+        self.writes.submit(functools.partial(binder.set_unschedulable, self.client, pod, message,
+                                             nominated))
 
     def _preempt(self, pi: Any, cand: preemption.Candidate) -> None:
         self.cache.set_nominated(pi, cand.node)
         self.metrics.preemption_victims.inc(len(cand.victims))
-        pod = pi.pod
-        uid = (pod.get("metadata") or {}).get("uid", "")
+        uid = (pi.pod.get("metadata") or {}).get("uid", "")
         for v in cand.victims:
-            victim = v.pod
             log.info("preempting pod=%s/%s victim=%s/%s node=%s", *pi.key, *v.key, cand.node)
-            self.writes.submit(lambda victim=victim: self._evict(victim, pod, cand.node))
-            self.writes.submit(lambda victim=victim: self.recorder.event(
-                victim, NORMAL, "Preempted", f"Preempted by pod {uid} on node {cand.node}"))
+            # Evictions do not wait behind binds like other writes: the
+            # preemptor waits for them.
+            self._spawn(self._evict(v.pod))
+            self.writes.submit(functools.partial(
+                self.recorder.event, v.pod, NORMAL, "Preempted",
+                f"Preempted by pod {uid} on node {cand.node}"))
         # Lower-priority pods nominated to the node lose their claim.
         for other in list(self.cache.snapshot.nominated.get(cand.node, {}).values()):
             if other.priority < pi.priority:
                 self.cache.clear_nominated(other.key)
-                self.writes.submit(lambda other=other: binder.set_unschedulable(
-                    self.client, other.pod, "", ""))
+                self.writes.submit(functools.partial(binder.clear_nominated, self.client,
+                                                     other.pod))
 
-    async def _evict(self, victim: dict[str, Any], preemptor: dict[str, Any], node: str) -> None:
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _evict(self, victim: dict[str, Any]) -> None:
         md = victim.get("metadata") or {}
         ns, name = str(md.get("namespace") or ""), str(md.get("name") or "")
         cond = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
@@ -364,9 +380,9 @@ class Scheduler:
         try:
             # The victim's own terminationGracePeriodSeconds applies.
             await self.client.delete(PODS, ns, name, preconditions={"uid": str(md.get("uid"))})
-        except ApiError as e:
-            if e.code not in (404, 409):
-                raise
+        except (ApiError, ApiConnectionError) as e:
+            if not (isinstance(e, ApiError) and e.code in (404, 409)):
+                log.warning("could not evict victim=%s/%s err=%s", ns, name, e)
 
 
 async def run_scheduler(client: Client, config: SchedulerConfiguration | None = None, *,

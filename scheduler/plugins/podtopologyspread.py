@@ -37,7 +37,7 @@ from timonel.scheduler.nodeinfo import NodeInfo, Snapshot
 from timonel.scheduler.plugins.nodeaffinity import RequiredNodeAffinity
 from timonel.scheduler.plugins.spreadindex import count_matching, index_of
 from timonel.scheduler.plugins.tainttoleration import first_untolerated
-from timonel.scheduler.podinfo import PodInfo, _selector
+from timonel.scheduler.podinfo import PodInfo, label_selector
 
 NAME = "PodTopologySpread"
 REASON = "node(s) didn't match pod topology spread constraints"
@@ -62,7 +62,7 @@ def constraints_of(pod: PodInfo) -> list[Constraint]:
     for c in (pod.pod.get("spec") or {}).get("topologySpreadConstraints") or []:
         if not isinstance(c, dict):
             continue
-        sel = _selector(c.get("labelSelector"))
+        sel = label_selector(c.get("labelSelector"))
         keys = [k for k in c.get("matchLabelKeys") or [] if k in pod.labels]
         if keys and not sel.nothing:
             reqs = list(sel.requirements) + [Requirement(k, IN, (pod.labels[k],)) for k in keys]

@@ -13,7 +13,9 @@ hostname domains.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from timonel.api.selectors import LabelSelector, matches
 from timonel.scheduler.nodeinfo import NodeInfo, Snapshot
@@ -59,7 +61,7 @@ class Entry:
         h[c] = h.get(c, 0) + 1
 
 
-def count_matching(pods: dict[object, PodInfo], namespace: str, selector: LabelSelector) -> int:
+def count_matching(pods: Mapping[Any, PodInfo], namespace: str, selector: LabelSelector) -> int:
     """upstream countPodsMatchSelector: same namespace, not terminating, selected."""
     n = 0
     for p in pods.values():
