@@ -96,6 +96,13 @@ class Cache:
             if old is not None:
                 self._remove(old)
             return
+        if old is not None and self._unchanged(old, pod):
+            # The watch confirming our bind, or a status update: same pod
+            # for scheduling purposes, so keep the worked-out PodInfo.
+            old.pod = pod
+            self.assumed.discard(key)
+            self.clear_nominated(key)
+            return
         pi = self.pod_info(pod)
         if old is not None:
             if key in self.assumed and old.node_name != pi.node_name:
@@ -106,6 +113,14 @@ class Cache:
         self.pods[key] = pi
         self.snapshot.add_pod(pi)
         self.clear_nominated(key)
+
+    @staticmethod
+    def _unchanged(old: PodInfo, pod: dict[str, Any]) -> bool:
+        md = pod.get("metadata") or {}
+        return (old.node_name == node_name_of(pod) and old.uid == md.get("uid")
+                and old.terminating == bool(md.get("deletionTimestamp"))
+                and old.labels == (md.get("labels") or {})
+                and old.pod.get("spec") == pod.get("spec"))
 
     def remove_pod(self, pod: dict[str, Any]) -> None:
         key = pod_key(pod)

@@ -16,8 +16,13 @@ def test_assume_confirm_forget() -> None:
     ni = c.snapshot.by_name["n"]
     assert ni.requested.milli_cpu == 500 and c.is_assumed(assumed.key)
     # The watch shows the pod bound: confirmed, counted once.
-    c.add_pod({**p, "spec": {**p["spec"], "nodeName": "n"}})
+    bound = {**p, "spec": {**p["spec"], "nodeName": "n"}}
+    c.add_pod(bound)
     assert not c.is_assumed(assumed.key) and ni.requested.milli_cpu == 500
+    assert c.pods[assumed.key] is assumed and assumed.pod is bound  # reused, newest object
+    relabelled = {**bound, "metadata": {**bound["metadata"], "labels": {"v": "2"}}}
+    c.add_pod(relabelled)
+    assert c.pods[assumed.key].labels == {"v": "2"} and ni.requested.milli_cpu == 500
     other = c.assume(c.pod_info(pod("api", cpu="1")), "n")
     assert ni.requested.milli_cpu == 1500
     c.forget(other)
