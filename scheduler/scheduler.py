@@ -305,23 +305,26 @@ class Scheduler:
             self.cache.forget(assumed)
             code = e.code if isinstance(e, ApiError) else 0
             log.info("bind failed pod=%s/%s node=%s err=%s", ns, name, node, e)
-            if code in (404, 409):
-                # Gone, being deleted, or bound by someone else: the watch
-                # tells the rest.
-                self.queue.move_all(POD_DELETE)
-                return
+            # What was assumed on the node is free again.
+            self.queue.move_all(POD_DELETE)
+            if code == 404:
+                return  # the pod is gone
+            # Retried after the backoff; by then the watch may show the pod
+            # bound by someone else or being deleted, and it is dropped.
             self.queue.add_backoff(q)
-            message = f"Binding rejected: {e}"
-            self.writes.submit(lambda: self.recorder.event(
-                pod, WARNING, "FailedScheduling", message))
+            if code != 409:
+                self.writes.submit(functools.partial(
+                    self.recorder.event, pod, WARNING, "FailedScheduling",
+                    f"Binding rejected: {e}"))
             return
         now = time.perf_counter()
         self.metrics.binding_duration.observe(now - t0)
         self.metrics.e2e_duration.observe(max(0.0, time.monotonic() - q.initial))
         if self.on_bound is not None:
             self.on_bound(q.info.key, node)
-        self.writes.submit(lambda: self.recorder.event(
-            pod, NORMAL, "Scheduled", f"Successfully assigned {ns}/{name} to {node}"))
+        self.writes.submit(functools.partial(
+            self.recorder.event, pod, NORMAL, "Scheduled",
+            f"Successfully assigned {ns}/{name} to {node}"))
 
     # -- failures -------------------------------------------------------------------
 
