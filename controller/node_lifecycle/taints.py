@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from timonel.api.tolerations import tolerated_by_any, tolerates
+
 NO_SCHEDULE, PREFER_NO_SCHEDULE, NO_EXECUTE = "NoSchedule", "PreferNoSchedule", "NoExecute"
 
 NOT_READY = "node.kubernetes.io/not-ready"
@@ -36,28 +38,6 @@ CONDITION_TAINT_KEYS = frozenset(k for m in CONDITION_TAINTS.values() for k in m
 
 Taint = dict[str, Any]
 Toleration = dict[str, Any]
-
-
-def tolerates(toleration: Toleration, taint: Taint) -> bool:
-    """One toleration against one taint, as upstream's ToleratesTaint: an
-    empty effect matches every effect, an empty key with Exists matches every
-    key, Equal (the default operator) compares values, Exists ignores them."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def tolerated_by_any(taint: Taint, tolerations: Iterable[Toleration]) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
 
 
 def untolerated(taints: Iterable[Taint], tolerations: list[Toleration],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from timonel.api.tolerations import tolerated_by_any
 from timonel.scheduler.framework import (
     NODE_ADD,
     NODE_UPDATE,
@@ -21,24 +22,8 @@ from timonel.scheduler.podinfo import PodInfo
 NAME = "TaintToleration"
 
 
-def tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
-    """Upstream's Toleration.ToleratesTaint."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
 def tolerated(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
+    return tolerated_by_any(taint, tolerations)
 
 
 def first_untolerated(tolerations: list[dict[str, Any]],
