@@ -149,7 +149,8 @@ class Objects:
                          not_older: bool = False) -> ListResult:
         items: list[Obj] = []
         read_rev = 0 if not_older else rev
-        page = max(limit, 100) if limit else 0
+        # Never one huge range: gRPC answers are capped (4 MiB by default).
+        page = max(limit, 100) if limit else 500
         while True:
             try:
                 kvs, got_rev, more = await self.store.list(prefix, revision=read_rev, limit=page,

@@ -50,6 +50,11 @@ class WatchEvent:
     prev_value: bytes | None
 
 
+# etcd answers ranges of up to its own request limit per object; keep room
+# for many of them in one response (gRPC's default cap is 4 MiB).
+GRPC_OPTIONS = {"grpc.max_receive_message_length": 256 * 1024 * 1024}
+
+
 class CompactedError(Exception):
     def __init__(self, compact_revision: int) -> None:
         super().__init__(f"revision compacted; oldest available is {compact_revision}")
@@ -136,7 +141,7 @@ class Store:
             for i in range(len(self.endpoints)):
                 idx = (self._active + i) % len(self.endpoints)
                 host, port = self.endpoints[idx]
-                client = aetcd.Client(host=host, port=port, timeout=10)
+                client = aetcd.Client(host=host, port=port, timeout=10, options=GRPC_OPTIONS)
                 try:
                     await client.connect()
                     assert client.kvstub is not None

@@ -86,3 +86,36 @@ def test_namespace_deletion_is_marked_terminating(api_server: ApiServer, http: r
     assert r.status_code == 200, r.text
     assert http.get(f"{api_server.url}/api/v1/namespaces/to-delete").status_code == 404
     assert http.delete(f"{api_server.url}/api/v1/namespaces/kube-system").status_code == 403
+
+
+def test_lists_larger_than_a_grpc_message(api_server: ApiServer, http: requests.Session,
+                                          namespace: str) -> None:
+    """More than gRPC's default 4 MiB of objects: list and deletecollection page
+    through etcd instead of asking for one huge range."""
+    import asyncio
+
+    import aiohttp
+
+    base = f"{api_server.url}/api/v1/namespaces/{namespace}/configmaps"
+    payload = "x" * 6000
+
+    async def create_all() -> None:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=api_server.ca_file)
+        headers = {"Authorization": f"Bearer {api_server.token}"}
+        async with aiohttp.ClientSession(headers=headers,
+                                         connector=aiohttp.TCPConnector(ssl=ctx, limit=16)) as s:
+            async def one(i: int) -> None:
+                async with s.post(base, json={"metadata": {"name": f"big-{i}"},
+                                              "data": {"v": payload}}) as r:
+                    assert r.status == 201, await r.text()
+
+            await asyncio.gather(*(one(i) for i in range(900)))
+
+    asyncio.run(create_all())
+    r = http.get(base)
+    assert r.status_code == 200 and len(r.json()["items"]) == 900
+    r = http.delete(base)
+    assert r.status_code == 200, r.text
+    assert http.get(base).json()["items"] == []
