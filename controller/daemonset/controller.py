@@ -36,6 +36,7 @@ from timonel.controller.pods import (
     seconds_until_available,
     slow_start_batch,
 )
+from timonel.controller.status import write_status
 
 log = logging.getLogger(__name__)
 
@@ -401,17 +402,4 @@ class DaemonSetController:
             self.queue.add_after(key, requeue + 0.1)
         if status == old:
             return
-        body = {**ds, "status": status}
-        for _ in range(3):
-            try:
-                await self.client.update_status(DAEMONSETS, body)
-                return
-            except ApiError as e:
-                if e.code == 404:
-                    return
-                if e.code != 409:
-                    raise
-            live = await self.client.get(DAEMONSETS, meta.namespace_of(ds), meta.name_of(ds))
-            body = {**live, "status": status}
-        raise ApiError(409, f"could not write the status of daemonset {key}: kept conflicting",
-                       "Conflict")
+        await write_status(self.client, DAEMONSETS, ds, status)

@@ -28,6 +28,7 @@ from timonel.controller.pods import (
 )
 from timonel.controller.statefulset import identity
 from timonel.controller.statefulset.ordering import Action, PodState, plan
+from timonel.controller.status import write_status
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,6 @@ class StatefulSetController:
 
     async def _update_status(self, key: str, sts: Obj, current_rev: Obj, update_rev: Obj,
                              collisions: int) -> None:
-        ns, name = key.partition("/")[::2]
         min_ready = int((sts.get("spec") or {}).get("minReadySeconds") or 0)
         now = datetime.now(UTC)
         pods = [p for p in ownership.controlled_by(self.pods, sts)
@@ -299,17 +299,4 @@ class StatefulSetController:
                 status.pop(k, None)
         if status == old:
             return
-        body = {**sts, "status": status}
-        for _ in range(3):
-            try:
-                await self.client.update_status(STATEFULSETS, body)
-                return
-            except ApiError as e:
-                if e.code == 404:
-                    return
-                if e.code != 409:
-                    raise
-            live = await self.client.get(STATEFULSETS, ns, name)
-            body = {**live, "status": status}
-        raise ApiError(409, f"could not write the status of statefulset {key}: kept conflicting",
-                       "Conflict")
+        await write_status(self.client, STATEFULSETS, sts, status)
