@@ -169,6 +169,37 @@ class PodWatch:
                         self.errors.append(f"after {etype} {name}: {e}")
 
 
+def serving(pods: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in pods.values() if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                   for c in (p.get("status") or {}).get("conditions") or [])]
+
+
+class Bounds:
+    """maxSurge/maxUnavailable checked against the pods themselves."""
+
+    def __init__(self) -> None:
+        self.lo = 0
+        self.hi = 10**6
+        self.seen_lo = 10**6
+        self.seen_hi = 0
+
+    def __call__(self, pods: dict[str, dict[str, Any]]) -> None:
+        live = serving(pods)
+        available = len(ready(live))
+        self.seen_hi = max(self.seen_hi, len(live))
+        self.seen_lo = min(self.seen_lo, available)
+        assert len(live) <= self.hi, f"{len(live)} pods, more than {self.hi}"
+        assert available >= self.lo, f"{available} available, fewer than {self.lo}"
+
+    def arm(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+        self.seen_lo, self.seen_hi = 10**6, 0
+
+
 def deployment(name: str, replicas: int, *, image: str = "busybox:1", max_surge: Any = None,
                max_unavailable: Any = None, labels: dict[str, str] | None = None,
                **spec: Any) -> dict[str, Any]:

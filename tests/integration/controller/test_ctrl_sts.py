@@ -5,13 +5,12 @@ order and stop at the partition; Parallel creates everything at once."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 from tests.integration.conftest import ApiServer
 from tests.integration.controller.workload_helpers import (
     Binder,
+    PodLog,
     events_for,
     eventually,
     has_event,
@@ -40,63 +39,6 @@ def sts_obj(name: str, replicas: int, policy: str = "OrderedReady") -> dict[str,
                          "metadata": {"name": "data"},
                          "spec": {"accessModes": ["ReadWriteOnce"],
                                   "resources": {"requests": {"storage": "1Gi"}}}}]}}
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in pod.get("status", {}).get("conditions") or [])
-
-
-class PodLog:
-    """Every pod event of a namespace, in order, plus ordering checks made
-    at the moment each pod appears."""
-
-    def __init__(self, client: Client, ns: str, set_name: str) -> None:
-        self.client, self.ns, self.set_name = client, ns, set_name
-        self.pods: dict[str, dict[str, Any]] = {}
-        self.log: list[tuple[str, str]] = []   # (event, pod name)
-        self.violations: list[str] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> PodLog:
-        lst = await self.client.list(PODS, self.ns)
-        self.pods = {p["metadata"]["name"]: p for p in lst["items"]}
-        self._task = asyncio.create_task(self._run(lst["metadata"]["resourceVersion"]))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def _record(self, etype: str, pod: dict[str, Any]) -> None:
-        name = pod["metadata"]["name"]
-        old = self.pods.get(name)
-        if etype == "DELETED":
-            self.pods.pop(name, None)
-            self.log.append(("deleted", name))
-            return
-        self.pods[name] = pod
-        if old is None:
-            self.log.append(("created", name))
-            ordinal = int(name.rsplit("-", 1)[1])
-            prev = self.pods.get(f"{self.set_name}-{ordinal - 1}")
-            if ordinal > 0 and (prev is None or not is_ready(prev)):
-                self.violations.append(f"{name} created while {self.set_name}-{ordinal - 1} "
-                                       "was not ready")
-        if pod["metadata"].get("deletionTimestamp") and not (
-                old and old["metadata"].get("deletionTimestamp")):
-            self.log.append(("terminating", name))
-
-    async def _run(self, rv: str) -> None:
-        async for etype, obj in self.client.watch(PODS, self.ns, resource_version=rv,
-                                                  timeout_seconds=600):
-            if etype != "BOOKMARK":
-                self._record(etype, obj)
-
-    def first(self, event: str, name: str) -> int:
-        return self.log.index((event, name))
 
 
 async def sts_status(client: Client, ns: str, name: str, **want: Any) -> dict[str, Any] | None:

@@ -194,6 +194,63 @@ class Binder:
                 log.debug("bind failed pod=%s/%s err=%s", ns, name, e)
 
 
+def is_ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in pod.get("status", {}).get("conditions") or [])
+
+
+class PodLog:
+    """Every pod event of a namespace, in order, plus ordering checks made
+    at the moment each pod appears."""
+
+    def __init__(self, client: Client, ns: str, set_name: str) -> None:
+        self.client, self.ns, self.set_name = client, ns, set_name
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.log: list[tuple[str, str]] = []   # (event, pod name)
+        self.violations: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> PodLog:
+        lst = await self.client.list(PODS, self.ns)
+        self.pods = {p["metadata"]["name"]: p for p in lst["items"]}
+        self._task = asyncio.create_task(self._run(lst["metadata"]["resourceVersion"]))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _record(self, etype: str, pod: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"]
+        old = self.pods.get(name)
+        if etype == "DELETED":
+            self.pods.pop(name, None)
+            self.log.append(("deleted", name))
+            return
+        self.pods[name] = pod
+        if old is None:
+            self.log.append(("created", name))
+            ordinal = int(name.rsplit("-", 1)[1])
+            prev = self.pods.get(f"{self.set_name}-{ordinal - 1}")
+            if ordinal > 0 and (prev is None or not is_ready(prev)):
+                self.violations.append(f"{name} created while {self.set_name}-{ordinal - 1} "
+                                       "was not ready")
+        if pod["metadata"].get("deletionTimestamp") and not (
+                old and old["metadata"].get("deletionTimestamp")):
+            self.log.append(("terminating", name))
+
+    async def _run(self, rv: str) -> None:
+        async for etype, obj in self.client.watch(PODS, self.ns, resource_version=rv,
+                                                  timeout_seconds=600):
+            if etype != "BOOKMARK":
+                self._record(etype, obj)
+
+    def first(self, event: str, name: str) -> int:
+        return self.log.index((event, name))
+
+
 async def new_namespace(client: Client, prefix: str) -> str:
     name = f"{prefix}-{meta.generate_name('')}"
     await client.create(("v1", "Namespace"), {"apiVersion": "v1", "kind": "Namespace",
