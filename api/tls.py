@@ -64,6 +64,11 @@ def _paths(tls_dir: str) -> TLSFiles:
     )
 
 
+def read_ca(tls_dir: str) -> bytes:
+    """The cluster CA certificate (PEM) of `tls_dir`."""
+    return _read(_paths(tls_dir).ca_cert)
+
+
 def ensure_tls(tls_dir: str, sans: list[str]) -> TLSFiles:
     """Create or reuse the CA and serving certificate in `tls_dir`.
 
@@ -131,6 +136,44 @@ def issue_client_cert(
     As in Kubernetes x509 authentication, the CN is the user name and each O
     a group. Returns `(cert_pem, key_pem)`; nothing is written to disk.
     """
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _sign_client(tls_dir, key.public_key(), common_name, organizations, validity)
+    return cert, _key_pem(key)
+
+
+def new_client_csr(common_name: str, organizations: list[str]) -> tuple[bytes, bytes]:
+    """A fresh key and a CSR for it: `(csr_pem, key_pem)`. The key never leaves
+    the machine that asks (a node agent joining the cluster)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs)).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def sign_client_csr(
+    tls_dir: str, csr_pem: bytes, common_name: str, organizations: list[str],
+    validity: datetime.timedelta = CLIENT_VALIDITY,
+) -> bytes:
+    """Sign the public key of `csr_pem` as a client certificate for
+    `common_name`/`organizations`. The subject comes from the caller, never
+    from the CSR: the caller decides who the requester may be."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as e:
+        raise ValueError(f"not a PEM certificate signing request: {e}") from None
+    if not csr.is_signature_valid:
+        raise ValueError("the certificate signing request's signature is not valid")
+    public_key = csr.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise ValueError("the certificate signing request must be for an ECDSA key")
+    return _sign_client(tls_dir, public_key, common_name, organizations, validity)
+
+
+def _sign_client(
+    tls_dir: str, public_key: ec.EllipticCurvePublicKey, common_name: str,
+    organizations: list[str], validity: datetime.timedelta,
+) -> bytes:
     if not common_name:
         raise ValueError("a client certificate needs a common name: it is the user name")
     files = _paths(tls_dir)
@@ -140,7 +183,6 @@ def issue_client_cert(
             "with this TLS directory to create it"
         )
     ca_cert, ca_key = _load_ca(files)
-    key = ec.generate_private_key(ec.SECP256R1())
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     now = _now()
@@ -148,7 +190,7 @@ def issue_client_cert(
         x509.CertificateBuilder()
         .subject_name(x509.Name(attrs))
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(min(now + validity, ca_cert.not_valid_after_utc))
@@ -162,7 +204,7 @@ def issue_client_cert(
     )
     cert = builder.sign(ca_key, hashes.SHA256())
     log.info("issued client certificate cn=%s o=%s", common_name, ",".join(organizations))
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def server_ssl_context(files: TLSFiles, verify_clients: bool = True) -> ssl.SSLContext:

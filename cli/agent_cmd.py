@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 
+from timonel.api.auth.join import JoinTokenError, looks_like_join_token
 from timonel.api.client import Client
 from timonel.api.kubeconfig import ClusterConfig, KubeconfigError, load_kubeconfig
 from timonel.cli.failures import EXIT_CONFIG, EXIT_PERMISSION, EXIT_UNAVAILABLE, Failure
@@ -22,7 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                                    "through the container runtime (`timonel runtime`).")
     p.add_argument("--kubeconfig", default="", help="kubeconfig of the API server to use")
     p.add_argument("--server", default="", help="API server URL (instead of --kubeconfig)")
-    p.add_argument("--token", default="", help="bearer token for --server")
+    p.add_argument("--token", default="",
+                   help="the server's join token (DATA_DIR/node-token of timonel server: the agent "
+                        "obtains its own node credentials with it, kept in DIR/node.kubeconfig), "
+                        "or a bearer token for --server")
     p.add_argument("--certificate-authority", default="", metavar="FILE",
                    help="CA certificate of an https --server (PEM)")
     p.add_argument("--node-name", default="", help="the Node's name (default: the hostname)")
@@ -34,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run)
 
 
-def _cluster_config(args: argparse.Namespace) -> ClusterConfig:
+def _cluster_config(args: argparse.Namespace, node_name: str) -> ClusterConfig:
     if args.kubeconfig:
         try:
             return load_kubeconfig(args.kubeconfig)
@@ -45,6 +49,8 @@ def _cluster_config(args: argparse.Namespace) -> ClusterConfig:
     if not args.server:
         raise Failure("AGENT_SERVER", "no API server given",
                       "pass --kubeconfig FILE, or --server URL with --token TOKEN", EXIT_CONFIG)
+    if looks_like_join_token(args.token):
+        return _join(args, node_name)
     ca = b""
     if args.certificate_authority:
         try:
@@ -60,6 +66,19 @@ def _cluster_config(args: argparse.Namespace) -> ClusterConfig:
     return ClusterConfig(server=args.server, ca_pem=ca or None, token=args.token or None)
 
 
+def _join(args: argparse.Namespace, node_name: str) -> ClusterConfig:
+    from timonel.node_agent.agent.join import JoinError, join
+
+    try:
+        return join(args.server, args.token, node_name, os.path.abspath(args.data_dir))
+    except JoinTokenError as e:
+        raise Failure("AGENT_JOIN_TOKEN", f"--token is not a usable join token: {e}",
+                      "copy the whole content of the server's DATA_DIR/node-token", EXIT_CONFIG) from None
+    except JoinError as e:
+        raise Failure("AGENT_JOIN", str(e), "check --server and that --token is the current content "
+                      "of the server's DATA_DIR/node-token", EXIT_UNAVAILABLE) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from timonel.node_agent.agent.agent import AgentConfig
 
@@ -67,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise Failure("AGENT_ROOT", "timonel agent needs root: it writes pod volumes that the "
                       "runtime bind-mounts and mounts tmpfs volumes", "run it with sudo",
                       EXIT_PERMISSION)
-    config = _cluster_config(args)
     name = (args.node_name or socket.gethostname()).lower()
+    config = _cluster_config(args, name)
     if not os.path.exists(args.runtime_socket):
         raise Failure("AGENT_RUNTIME", f"no runtime socket at {args.runtime_socket}",
                       "start `timonel runtime --socket PATH` first, or pass --runtime-socket",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 
+from timonel.api.auth.join import join_token_file
 from timonel.api.server.run import ServerOptions, StartError, default_data_dir, start
 from timonel.cli.failures import EXIT_UNAVAILABLE, Failure
 
@@ -67,6 +69,9 @@ async def _serve(opts: ServerOptions, *, scheduler: bool = True, controllers: bo
     print(f"timonel API server listening on {server.url}", flush=True)
     print(f"admin kubeconfig: {server.kubeconfig_path}", flush=True)
     print(f"  kubectl --kubeconfig {server.kubeconfig_path} get namespaces", flush=True)
+    token_path = join_token_file(os.path.dirname(server.kubeconfig_path))
+    print(f"nodes join with: timonel agent --server {server.url} --token \"$(cat {token_path})\"",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

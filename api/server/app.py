@@ -19,8 +19,9 @@ from timonel.api import resources
 from timonel.api.admission import Chain
 from timonel.api.admission.namespace_lifecycle import SYSTEM_NAMESPACES, namespace_lifecycle
 from timonel.api.auth.authn import Authenticator, unauthorized_status
+from timonel.api.auth.join import CA_PATH, CREDENTIALS_PATH, JoinToken
 from timonel.api.errors import ApiError
-from timonel.api.server import codec, discovery, openapi, rest, subresources
+from timonel.api.server import codec, discovery, join, openapi, rest, subresources
 from timonel.api.server import watch as watch_mod
 from timonel.api.server.context import Server
 from timonel.api.server.metrics import Metrics, render
@@ -33,8 +34,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Server, web.Request, RequestInfo], Awaitable[web.StreamResponse]]
 
-# Paths anyone may read (upstream's system:public-info-viewer role).
-PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+# Paths anyone may read (upstream's system:public-info-viewer role), and the
+# node join endpoints, which check the join token themselves.
+PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", CA_PATH,
+                CREDENTIALS_PATH)
 
 
 @dataclass
@@ -42,6 +45,9 @@ class ServerConfig:
     etcd_endpoints: list[str]
     token_file: str | None = None
     allow_anonymous: bool = False
+    # Where the cluster CA lives; with it (and a join token) agents can join.
+    tls_dir: str | None = None
+    join_token: JoinToken | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -248,6 +254,8 @@ def make_app(config: ServerConfig) -> web.Application:
         app.router.add_get(p, health)
         app.router.add_get(p + "/{check:.*}", health)
     app.router.add_get("/metrics", metrics_handler)
+    if config.tls_dir:
+        join.add_routes(app, config.tls_dir, config.join_token)
     app.router.add_get("/openapi/v3", openapi_index)
     app.router.add_get("/openapi/v3/{gv:.*}", openapi_document)
     for root in ("/api", "/apis"):

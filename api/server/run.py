@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from timonel.api import kubeconfig, tls
+from timonel.api.auth.join import ensure_join_token
 from timonel.api.auth.tokens import ensure_admin_token, token_file
 from timonel.api.server.app import ServerConfig, make_app
 from timonel.api.storage.etcd_process import EtcdProcess, EtcdStartError, start_embedded
@@ -90,10 +91,12 @@ async def start(opts: ServerOptions) -> RunningServer:
 
     async def credentials() -> None:
         state["token"] = ensure_admin_token(opts.data_dir)
+        state["join_token"] = ensure_join_token(opts.data_dir, state["tls"].ca_pem)
 
     async def serve() -> None:
         app = make_app(ServerConfig(etcd_endpoints=state["endpoints"],
-                                    token_file=token_file(opts.data_dir)))
+                                    token_file=token_file(opts.data_dir),
+                                    tls_dir=state["tls"].dir, join_token=state["join_token"]))
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         undo.append(runner.cleanup)
