@@ -27,7 +27,13 @@ from timonel.node_agent.runtime.client import RuntimeClient
 from . import containers as cfgs
 from .envvars import ConfigError, command_and_args, container_env
 from .status import PodRuntimeState, Waiting, pod_status
-from .volumes import container_mounts, prepare_volumes, remove_pod_dir
+from .volumes import (
+    container_mounts,
+    metadata_changed,
+    mount_failure_message,
+    prepare_volumes,
+    remove_pod_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,11 @@ class AgentContext:
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        """The cluster CA the agent trusts: the ca.crt of kube-api-access volumes."""
+        return self.client.config.ca_pem
 
     async def get_object(self, kind: str, namespace: str, name: str) -> Obj | None:
         rtype = ("v1", "ConfigMap") if kind == "configmaps" else ("v1", "Secret")
@@ -265,9 +276,10 @@ async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandb
     ready = sorted((s for s in sandboxes if s.state == pb.SANDBOX_READY), key=lambda s: s.created_at)
     if ready:
         sb = ready[-1]
-        if time.monotonic() - ctx.volumes_at.get(uid, 0.0) > ctx.volume_refresh_seconds:
+        if time.monotonic() - ctx.volumes_at.get(uid, 0.0) > ctx.volume_refresh_seconds or \
+                metadata_changed(pod):
             try:
-                await prepare_volumes(ctx.data_dir, pod, ctx.get_object)
+                await prepare_volumes(ctx.data_dir, pod, ctx.get_object, ctx.allocatable, ctx.ca_pem)
             except ConfigError as e:  # a source deleted later: the files stay as they were
                 log.info("volumes not refreshed pod=%s err=%s", _pod_ref(pod), e)
             ctx.volumes_at[uid] = time.monotonic()
@@ -276,7 +288,7 @@ async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandb
     for old in sandboxes:  # a sandbox that died takes its containers with it (upstream)
         await ctx.call(ctx.runtime.stop_sandbox, old.id)
         await ctx.call(ctx.runtime.remove_sandbox, old.id)
-    await prepare_volumes(ctx.data_dir, pod, ctx.get_object)
+    await prepare_volumes(ctx.data_dir, pod, ctx.get_object, ctx.allocatable, ctx.ca_pem)
     ctx.volumes_at[uid] = time.monotonic()
     cfg = cfgs.sandbox_config(pod, ctx.node, ctx.data_dir, attempt)
     key = (uid, "")  # the sandbox's own retry back-off
@@ -321,7 +333,7 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> bool:
     except ConfigError as e:
         for c in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
             state.waiting[str(c["name"])] = Waiting("CreateContainerConfigError", str(e))
-        await ctx.recorder.event(pod, WARNING, "FailedMount", f"MountVolume.SetUp failed: {e}")
+        await ctx.recorder.event(pod, WARNING, "FailedMount", mount_failure_message(e))
         await write_status(ctx, pod, state)
         return False
     if ensured is None:  # the runtime could not make it; retried after a back-off
