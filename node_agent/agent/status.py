@@ -34,6 +34,9 @@ class PodRuntimeState:
     # container name -> its runtime statuses, newest attempt first
     containers: dict[str, list[pb.ContainerStatus]] = field(default_factory=dict)
     waiting: dict[str, Waiting] = field(default_factory=dict)
+    # From the probes of running containers (absent: no probe, so started and ready).
+    started: dict[str, bool] = field(default_factory=dict)
+    ready: dict[str, bool] = field(default_factory=dict)
 
 
 def rfc3339(ns: int) -> str:
@@ -54,7 +57,7 @@ def _terminated(st: pb.ContainerStatus) -> Obj:
 
 
 def container_status(c: Obj, history: list[pb.ContainerStatus], waiting: Waiting | None,
-                     default_waiting: str) -> Obj:
+                     default_waiting: str, started: bool = True, ready: bool = True) -> Obj:
     out: Obj = {"name": str(c["name"]), "image": str(c.get("image", "")), "imageID": "",
                 "ready": False, "restartCount": 0, "started": False, "state": {}, "lastState": {}}
     if not history:
@@ -70,7 +73,8 @@ def container_status(c: Obj, history: list[pb.ContainerStatus], waiting: Waiting
         out["lastState"] = _terminated(previous)
     if latest.state == pb.CONTAINER_RUNNING:
         out["state"] = {"running": {"startedAt": rfc3339(latest.started_at)}}
-        out["ready"] = out["started"] = True
+        out["started"] = started
+        out["ready"] = started and ready
     elif latest.state == pb.CONTAINER_EXITED:
         if waiting is not None:
             # Waiting to be restarted: the run that ended is the last state.
@@ -146,7 +150,8 @@ def pod_status(pod: Obj, rt: PodRuntimeState, host_ip: str) -> Obj:
                     if (s["state"].get("terminated") or {}).get("exitCode", 1) != 0]
     default = "PodInitializing" if init_pending else "ContainerCreating"
     statuses = [container_status(c, rt.containers.get(c["name"], []), rt.waiting.get(c["name"]),
-                                 default) for c in spec.get("containers") or []]
+                                 default, rt.started.get(c["name"], True), rt.ready.get(c["name"], True))
+                for c in spec.get("containers") or []]
     phase = old.get("phase") if old.get("phase") in ("Succeeded", "Failed") else \
         _phase(pod, init_statuses, statuses)
     unready = [s["name"] for s in statuses if not s["ready"]]
