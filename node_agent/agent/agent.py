@@ -28,6 +28,7 @@ from timonel.node_agent.runtime.client import RuntimeClient
 from . import containers as cfgs
 from . import node as nodes
 from .pods import AgentContext, stop_pod, sync_pod, terminate_pod
+from .probes import ProbeManager
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Agent:
         self.ctx = AgentContext(client=client, runtime=self.runtime,
                                 recorder=EventRecorder(client, "kubelet", config.node_name),
                                 node=config.node_name, data_dir=config.data_dir)
+        self.ctx.probes = ProbeManager(self.runtime, self.ctx.recorder, self._wake_pod, lambda: self.ctx.host_ip)
         self.factory = InformerFactory(client)
         self.pods = self.factory.informer(("v1", "Pod"), field_selector=f"spec.nodeName={config.node_name}")
         self.node: Obj = {}
@@ -143,6 +145,8 @@ class Agent:
             for task in self._tasks.values():
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            if self.ctx.probes is not None:
+                await self.ctx.probes.close()
             await self.factory.stop()
             self.runtime.close()
 
@@ -193,6 +197,11 @@ class Agent:
                 self._unsettled.discard(uid)
             self._wake.set()
         task.add_done_callback(done)
+
+    def _wake_pod(self, uid: str) -> None:
+        # A probe's verdict changed: the pod's status (or a liveness kill) is due.
+        self._dirty.add(uid)
+        self._wake.set()
 
     def _mark(self, obj: Obj) -> None:
         self._dirty.add(str((obj.get("metadata") or {}).get("uid", "")))

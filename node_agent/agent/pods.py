@@ -25,7 +25,10 @@ from timonel.node_agent.runtime.api import runtime_pb2 as pb
 from timonel.node_agent.runtime.client import RuntimeClient
 
 from . import containers as cfgs
+from . import hooks
 from .envvars import ConfigError, command_and_args, container_env
+from .handlers import Target, sandbox_target
+from .probes import ProbeManager
 from .status import PodRuntimeState, Waiting, pod_status
 from .volumes import (
     container_mounts,
@@ -78,6 +81,7 @@ class AgentContext:
     # configMap and secret volumes are rewritten this often (upstream: about a minute).
     volume_refresh_seconds: float = 60.0
     volumes_at: dict[str, float] = field(default_factory=dict)
+    probes: ProbeManager | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
@@ -166,6 +170,36 @@ async def start_container(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attemp
         raise StartError("CreateContainerError", str(e.details())) from None  # type: ignore[attr-defined]
     await ctx.recorder.event(pod, NORMAL, "Created", f"Created container: {name}")
     await _start_created(ctx, pod, name, cid)
+    err = await hooks.post_start(ctx.runtime, pod, c, cid, lambda: pod_target(ctx, pod, sid, pod_ip))
+    if err is not None:
+        # The output stays out of the event (it may hold secrets), as upstream.
+        await ctx.recorder.event(pod, WARNING, "FailedPostStartHook", "PostStartHook failed")
+        await kill_container(ctx, pod, c, cid, sid, pod_ip, pod_grace(pod), "FailedPostStartHook")
+        raise StartError("PostStartHookError", err)
+
+
+def pod_grace(pod: Obj) -> int:
+    return int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+
+
+async def pod_target(ctx: AgentContext, pod: Obj, sid: str, pod_ip: str) -> Target:
+    """Where the pod's network hooks and probes connect: its namespace, its address."""
+    host_net = bool((pod.get("spec") or {}).get("hostNetwork"))
+    if ctx.probes is not None:
+        return await ctx.probes.target(str(pod["metadata"]["uid"]), sid, pod_ip, host_net)
+    return await sandbox_target(ctx.runtime, sid, pod_ip, host_net)
+
+
+async def kill_container(ctx: AgentContext, pod: Obj, c: Obj, cid: str, sid: str, pod_ip: str,
+                         grace: int, message: str = "") -> None:
+    """The kubelet's killContainer: the Killing event, preStop within the grace, then the stop."""
+    await ctx.recorder.event(pod, NORMAL, "Killing", message or f"Stopping container {c['name']}")
+    if c.get("lifecycle"):
+        grace, err = await hooks.pre_stop(ctx.runtime, pod, c, cid, lambda: pod_target(ctx, pod, sid, pod_ip),
+                                          grace)
+        if err is not None:
+            await ctx.recorder.event(pod, WARNING, "FailedPreStopHook", "PreStopHook failed")
+    await ctx.call(ctx.runtime.stop_container, cid, grace)
 
 
 async def _start_created(ctx: AgentContext, pod: Obj, name: str, cid: str) -> None:
@@ -248,7 +282,8 @@ async def _start_guarded(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attempt
         else:
             reason = e.reason if isinstance(e, StartError) else "CreateContainerConfigError"
             waiting = Waiting(reason, str(e))
-            await ctx.recorder.event(pod, WARNING, "Failed", f"Error: {e}")
+            if reason != "PostStartHookError":  # that one has its own event
+                await ctx.recorder.event(pod, WARNING, "Failed", f"Error: {e}")
         delay = min(failed[0].delay * 2, FAILURE_BACKOFF_MAX) if failed else FAILURE_BACKOFF_INITIAL
         ctx.start_failures[key] = (BackoffEntry(delay, time.monotonic()), waiting)
         state.waiting[key[1]] = waiting
@@ -341,6 +376,8 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> bool:
         return False
     sid, sandbox_cfg = ensured
     state = await read_state(ctx, uid, sid)
+    if ctx.probes is not None and ctx.probes.failed(uid):
+        state = await _kill_unhealthy(ctx, pod, state, sid)
     policy = str(spec.get("restartPolicy") or "Always")
     started = False
     inits_done = True
@@ -374,9 +411,32 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> bool:
         waiting = state.waiting
         state = await read_state(ctx, uid, sid)
         state.waiting = waiting
+    if ctx.probes is not None:
+        ctx.probes.update(pod, state, sid)
     await write_status(ctx, pod, state)
     # A deadline must be checked while it runs.
     return not state.waiting and spec.get("activeDeadlineSeconds") is None
+
+
+async def _kill_unhealthy(ctx: AgentContext, pod: Obj, state: PodRuntimeState,
+                          sid: str) -> PodRuntimeState:
+    """Containers a liveness or startup probe failed are killed; the restart policy
+    then restarts them like any container that ended."""
+    assert ctx.probes is not None
+    uid = str(pod["metadata"]["uid"])
+    pod_ip = ctx.host_ip if (pod.get("spec") or {}).get("hostNetwork") else state.sandbox_ip
+    killed = False
+    for w in ctx.probes.failed(uid):
+        hist = state.containers.get(w.name) or []
+        if not hist or hist[0].id != w.cid or hist[0].state != pb.CONTAINER_RUNNING:
+            continue
+        grace = w.spec.grace if w.spec.grace is not None else pod_grace(pod)
+        log.info("killing unhealthy container pod=%s container=%s probe=%s output=%r",
+                 _pod_ref(pod), w.name, w.kind, w.message[:200])
+        await kill_container(ctx, pod, w.container, w.cid, sid, pod_ip, grace,
+                             f"Container {w.name} failed {w.kind} probe, will be restarted")
+        killed = True
+    return await read_state(ctx, uid, sid) if killed else state
 
 
 def past_deadline(pod: Obj) -> bool:
@@ -415,13 +475,12 @@ async def write_status(ctx: AgentContext, pod: Obj, state: PodRuntimeState,
 async def stop_pod(ctx: AgentContext, pod: Obj | None, uid: str, grace: int, remove: bool) -> None:
     """Stop every container of the pod (SIGTERM, SIGKILL after `grace` s) and its
     sandboxes; with `remove`, also remove them and the pod's files."""
+    if ctx.probes is not None:
+        ctx.probes.forget(uid)
     listed = await ctx.call(ctx.runtime.list_containers,
                             pb.ContainerFilter(label_selector={cfgs.POD_UID: uid}))
     running = [c for c in listed if c.state in (pb.CONTAINER_RUNNING, pb.CONTAINER_CREATED)]
-    for c in running:
-        if pod is not None and c.state == pb.CONTAINER_RUNNING:
-            await ctx.recorder.event(pod, NORMAL, "Killing", f"Stopping container {c.metadata.name}")
-    await asyncio.gather(*(ctx.call(ctx.runtime.stop_container, c.id, grace) for c in running))
+    await asyncio.gather(*(_stop_one(ctx, pod, c, grace) for c in running))
     sandboxes = await ctx.call(ctx.runtime.list_sandboxes,
                                pb.PodSandboxFilter(label_selector={cfgs.POD_UID: uid}))
     for sb in sandboxes:
@@ -438,6 +497,19 @@ async def stop_pod(ctx: AgentContext, pod: Obj | None, uid: str, grace: int, rem
                 table.pop(key, None)  # type: ignore[attr-defined]
         ctx.last_status.pop(uid, None)
         ctx.volumes_at.pop(uid, None)
+
+
+async def _stop_one(ctx: AgentContext, pod: Obj | None, c: pb.Container, grace: int) -> None:
+    if pod is None or c.state != pb.CONTAINER_RUNNING:
+        await ctx.call(ctx.runtime.stop_container, c.id, grace)
+        return
+    spec = pod.get("spec") or {}
+    c_spec = next((x for x in spec.get("containers") or [] if x.get("name") == c.metadata.name),
+                  {"name": c.metadata.name})
+    pod_ip = ctx.host_ip if spec.get("hostNetwork") else ""
+    if not pod_ip and grace > 0 and (c_spec.get("lifecycle") or {}).get("preStop"):
+        pod_ip = (await ctx.call(ctx.runtime.sandbox_status, c.pod_sandbox_id)).status.network.ip
+    await kill_container(ctx, pod, c_spec, c.id, c.pod_sandbox_id, pod_ip, grace)
 
 
 async def terminate_pod(ctx: AgentContext, pod: Obj) -> None:
