@@ -35,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         "(default: %(default)s)")
     p.add_argument("--runtime-socket", default=DEFAULT_SOCKET,
                    help="the runtime's unix socket (default: %(default)s)")
+    p.add_argument("--eviction-hard", default=None, metavar="SIGNAL<VALUE,...",
+                   help="hard eviction thresholds, as the kubelet's: a pod is evicted when a signal "
+                        "(memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, "
+                        "imagefs.inodesFree, pid.available) is below its quantity or percentage "
+                        "(default: upstream's, memory.available<100Mi,nodefs.available<10%%,...)")
     p.set_defaults(func=run)
 
 
@@ -82,6 +87,7 @@ def _join(args: argparse.Namespace, node_name: str) -> ClusterConfig:
 def run(args: argparse.Namespace) -> int:
     from timonel.node_agent.agent.agent import AgentConfig
 
+    eviction_hard = eviction_hard_flag(args.eviction_hard)
     if os.geteuid() != 0:
         raise Failure("AGENT_ROOT", "timonel agent needs root: it writes pod volumes that the "
                       "runtime bind-mounts and mounts tmpfs volumes", "run it with sudo",
@@ -93,7 +99,28 @@ def run(args: argparse.Namespace) -> int:
                       "start `timonel runtime --socket PATH` first, or pass --runtime-socket",
                       EXIT_UNAVAILABLE)
     return asyncio.run(_serve(Client(config), AgentConfig(name, os.path.abspath(args.data_dir),
-                                                          args.runtime_socket)))
+                                                          args.runtime_socket,
+                                                          eviction_hard=eviction_hard)))
+
+
+
+def eviction_hard_flag(value: str | None) -> str:
+    """The --eviction-hard value, checked now so a typo is an error at start, not a silent no-op."""
+    from timonel.node_agent.agent.eviction import (
+        DEFAULT_EVICTION_HARD,
+        ThresholdError,
+        parse_thresholds,
+    )
+
+    if value is None:
+        return DEFAULT_EVICTION_HARD
+    try:
+        parse_thresholds(value)
+    except ThresholdError as e:
+        raise Failure("AGENT_EVICTION", f"--eviction-hard: {e}",
+                      "pass SIGNAL<QUANTITY or SIGNAL<PERCENT pairs separated by commas, e.g. "
+                      "memory.available<100Mi,nodefs.available<10%", EXIT_CONFIG) from None
+    return value
 
 
 async def _serve(client: Client, config) -> int:  # type: ignore[no-untyped-def]

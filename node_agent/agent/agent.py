@@ -26,6 +26,7 @@ from timonel.node_agent.runtime.api import runtime_pb2 as pb
 from timonel.node_agent.runtime.client import RuntimeClient
 
 from . import containers as cfgs
+from . import eviction
 from . import node as nodes
 from .pods import AgentContext, stop_pod, sync_pod, terminate_pod
 from .probes import ProbeManager
@@ -45,6 +46,8 @@ class AgentConfig:
     runtime_socket: str
     heartbeat_seconds: float = 10.0
     sync_seconds: float = 1.0
+    # Hard eviction thresholds, in the syntax of the kubelet's --eviction-hard.
+    eviction_hard: str = eviction.DEFAULT_EVICTION_HARD
 
 
 def import_offline_images(runtime: RuntimeClient, images_dir: str) -> set[str]:
@@ -81,6 +84,7 @@ class Agent:
         self._unsettled: set[str] = set()  # pods whose last sync left work to retry
         self._fingerprints: dict[str, tuple[tuple[str, int], ...]] = {}
         self._synced_at: dict[str, float] = {}
+        self.thresholds = eviction.parse_thresholds(config.eviction_hard)
 
     async def _runtime_state(self) -> tuple[bool, str]:
         try:
@@ -124,7 +128,8 @@ class Agent:
         self.ctx.memory_capacity = m.memory_bytes
         self.ctx.allocatable = nodes.capacity(m)
         ready, why = await self._runtime_state()
-        conds = nodes.node_conditions([], nodes.pressure(self.config.data_dir), ready, why)
+        _, met = self._observe()
+        conds = nodes.node_conditions([], eviction.pressure_of(met), ready, why)
         obj = nodes.node_object(self.config.node_name, m,
                                 f"{version.runtime_name}://{version.runtime_version}", conds)
         self.node = await nodes.register(self.client, obj)
@@ -158,7 +163,8 @@ class Agent:
                 await nodes.renew_lease(self.client, self.node)
                 ready, why = await self._runtime_state()
                 old = (self.node.get("status") or {}).get("conditions") or []
-                conds = nodes.node_conditions(old, nodes.pressure(self.config.data_dir), ready, why)
+                observed, met = self._observe()
+                conds = nodes.node_conditions(old, eviction.pressure_of(met), ready, why)
 
                 def strip(cs: list[Obj]) -> list[tuple[str, str, str]]:
                     return [(c["type"], c["status"], c.get("reason", "")) for c in cs]
@@ -168,8 +174,38 @@ class Agent:
                                                         {"status": {"conditions": conds}},
                                                         subresource="status")
                     last_report = time.monotonic()
+                if met:
+                    await self._evict_one(observed, met)
             except (ApiError, ConnectionError) as e:
                 log.warning("heartbeat failed node=%s err=%s", self.config.node_name, e)
+
+    def _observe(self) -> tuple[dict[str, eviction.Observation], list[eviction.Threshold]]:
+        """The eviction signals now, and the thresholds they are under (Node conditions come from them)."""
+        observed = eviction.observe(self.config.data_dir)
+        return observed, eviction.thresholds_met(self.thresholds, observed)
+
+    async def _evict_one(self, observed: dict[str, eviction.Observation],
+                         met: list[eviction.Threshold]) -> None:
+        """Under pressure: evict the first-ranked pod as that pod's only task (no sync runs
+        it meanwhile); one per pass, as the kubelet, so the next observation sees what it freed."""
+        chosen = await eviction.choose_victim(self.ctx, self.pods.list(), met, observed)
+        if chosen is None:
+            return
+        pod, message = chosen
+        uid = str(pod["metadata"]["uid"])
+        if uid not in self._tasks:  # else a sync of it is running: next pass
+            self._spawn(uid, self._evict(pod, message))
+
+    async def _evict(self, pod: Obj, message: str) -> None:
+        await eviction.evict_pod(self.ctx, pod, message)
+        # A sync of the informer's older copy (not yet Failed) would start the pod again.
+        md = pod["metadata"]
+        for _ in range(100):
+            cur = self.pods.get(str(md["namespace"]), str(md["name"]))
+            if cur is None or cur["metadata"].get("uid") != md["uid"] or \
+                    (cur.get("status") or {}).get("phase") == "Failed":
+                return
+            await asyncio.sleep(0.1)
 
     async def _sync_loop(self) -> None:
         while True:

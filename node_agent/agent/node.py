@@ -27,11 +27,6 @@ LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION = 40
 MAX_PODS = 110
 AGENT_VERSION = "v1.37.0-timonel"
-# Eviction thresholds of the kubelet's defaults (hard): memory.available<100Mi,
-# nodefs.available<10%, pid.available<... (upstream has none by default; 5% here).
-MEMORY_THRESHOLD = 100 << 20
-DISK_THRESHOLD = 0.10
-PID_THRESHOLD = 0.05
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
          "s390x": "s390x", "riscv64": "riscv64"}
@@ -115,22 +110,11 @@ def node_labels(name: str) -> dict[str, str]:
 
 @dataclass
 class Pressure:
+    """Which eviction signals are under their thresholds (eviction.py observes them)."""
+
     memory: bool = False
     disk: bool = False
     pid: bool = False
-
-
-def pressure(data_dir: str) -> Pressure:
-    mem = _meminfo()
-    st = os.statvfs(data_dir)
-    disk_free = st.f_bavail / st.f_blocks if st.f_blocks else 1.0
-    pid_max = int(_read("/proc/sys/kernel/pid_max", "32768") or 32768)
-    try:
-        pids = sum(1 for d in os.listdir("/proc") if d.isdigit())
-    except OSError:
-        pids = 0
-    return Pressure(memory=mem.get("MemAvailable", MEMORY_THRESHOLD) < MEMORY_THRESHOLD,
-                    disk=disk_free < DISK_THRESHOLD, pid=(pid_max - pids) / pid_max < PID_THRESHOLD)
 
 
 _CONDITIONS = {
