@@ -10,10 +10,12 @@ Single-threaded: a poll loop, with signals delivered through a wakeup fd.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
 import signal
+import socket
 import time
 from typing import Any
 
@@ -31,17 +33,20 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signa
              signal.SIGWINCH)
 REOPEN_LOG = signal.SIGUSR1
 _DRAIN_SECONDS = 2.0
+_MAX_REQUEST = 1 << 16
 
 
-def main(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, ready_fd: int, exited_fd: int = -1) -> None:
+def main(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, ready_fd: int, exited_fd: int = -1,
+         prepared: bool = False) -> None:
     """The shim's life; ends with os._exit.
 
     `exited_fd` (optional) is closed as soon as exit.json is written, so the
     runtime that created us wakes without waiting for this process to end.
+    `prepared`: spare() has already done the container-independent first steps.
     """
     try:
-        os.setsid()
-        sys.set_name("timonel-shim")
+        if not prepared:
+            _prepare(sys)
         _stdio(os.path.join(state_dir, "shim.log"))
         launch = read_json(os.path.join(state_dir, "launch.json"))
         if launch is None:
@@ -55,6 +60,34 @@ def main(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, ready_fd: int, exi
         log.exception("shim failed state_dir=%s", state_dir)
         code = 1
     os._exit(code)
+
+
+def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int) -> None:
+    """A shim forked ahead of need by the fork server; ends with os._exit.
+
+    Forking a Python process and its first steps in the child (copy-on-write
+    faults) take 2-3 ms: done before a container is asked for, they are off
+    CreateContainer's path. Waits for one request on `requests` (a
+    SOCK_SEQPACKET socket): {"state_dir": ...} with the ready and exited pipes
+    attached, then lives as main(); EOF (the runtime has gone) ends it.
+    """
+    try:
+        _prepare(sys)
+        with socket.socket(fileno=requests) as sock:
+            msg, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, 2)
+    except BaseException:
+        log.exception("spare shim failed before its request")
+        os._exit(1)
+    if not msg or len(fds) != 2:
+        for fd in fds:
+            os.close(fd)
+        os._exit(0)
+    main(sys, cgroups, json.loads(msg)["state_dir"], fds[0], fds[1], prepared=True)
+
+
+def _prepare(sys: SyscallsLike) -> None:
+    os.setsid()
+    sys.set_name("timonel-shim")
 
 
 def _stdio(log_file: str) -> None:

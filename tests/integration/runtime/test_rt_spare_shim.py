@@ -1,0 +1,84 @@
+"""The fork server keeps one shim forked ahead of the next container (shim.spare)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from .conftest import Runtime, needs_root
+
+pytestmark = needs_root
+
+
+def _idle_shims(rt: Runtime) -> list[int]:
+    """Children of the fork server named timonel-shim that no container uses."""
+    used = {st.pid for st in rt.containers.list()}
+    used |= {int(rt.containers._shim(st.id).get("shim_pid") or 0) for st in rt.containers.list()}
+    found = []
+    for p in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == rt.forkserver.pid and name == "timonel-shim" and int(p) not in used:
+            found.append(int(p))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie (whoever adopted it may not reap promptly)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
+def _wait_spare(rt: Runtime, timeout: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        spares = _idle_shims(rt)
+        if len(spares) == 1:
+            return spares[0]
+        assert time.monotonic() < deadline, f"expected one spare shim, found {spares}"
+        time.sleep(0.01)
+
+
+def test_container_gets_the_spare_shim_and_a_new_one_is_forked(rt: Runtime) -> None:
+    spare = _wait_spare(rt)
+    rt.containers.create(rt.spec("c1", ["sh", "-c", "echo hi"]))
+    assert rt.containers._shim("c1")["shim_pid"] == spare
+    rt.containers.start("c1")
+    st = rt.containers.wait("c1", 30)
+    assert st.exit_code == 0
+    next_spare = _wait_spare(rt)
+    assert next_spare != spare
+    rt.containers.remove("c1")
+
+
+def test_a_dead_spare_is_replaced_by_a_shim_forked_on_demand(rt: Runtime) -> None:
+    spare = _wait_spare(rt)
+    os.kill(spare, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not _gone(spare) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    code, out = rt.run("c2", ["sh", "-c", "echo alive"])
+    assert (code, out) == (0, "alive\n")
+    assert rt.containers._shim("c2")["shim_pid"] != spare
+    rt.containers.remove("c2")
+    _wait_spare(rt)
+
+
+def test_spare_shims_end_with_the_fork_server(rt: Runtime) -> None:
+    spare = _wait_spare(rt)
+    rt.reopen()  # closes the old fork server: its spare reads EOF and exits
+    deadline = time.monotonic() + 20
+    while not _gone(spare) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _gone(spare), f"spare shim {spare} outlived its fork server"
+    _wait_spare(rt)
