@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import signal
 import socket
@@ -35,6 +36,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         "(default: %(default)s)")
     p.add_argument("--runtime-socket", default=DEFAULT_SOCKET,
                    help="the runtime's unix socket (default: %(default)s)")
+    p.add_argument("--node-ip", default="",
+                   help="the node's InternalIP, where the API server reaches the agent for logs and "
+                        "exec (default: the address of the default route)")
+    p.add_argument("--port", type=int, default=10250,
+                   help="HTTPS port of the agent's logs/exec endpoint; 0 picks a free one "
+                        "(default: %(default)s)")
     p.add_argument("--eviction-hard", default=None, metavar="SIGNAL<VALUE,...",
                    help="hard eviction thresholds, as the kubelet's: a pod is evicted when a signal "
                         "(memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, "
@@ -98,8 +105,18 @@ def run(args: argparse.Namespace) -> int:
         raise Failure("AGENT_RUNTIME", f"no runtime socket at {args.runtime_socket}",
                       "start `timonel runtime --socket PATH` first, or pass --runtime-socket",
                       EXIT_UNAVAILABLE)
+    if not 0 <= args.port <= 65535:
+        raise Failure("AGENT_PORT", f"--port {args.port} is not a TCP port",
+                      "pass a port between 1 and 65535, or 0 for any free one", EXIT_CONFIG)
+    if args.node_ip:
+        try:
+            ipaddress.ip_address(args.node_ip)
+        except ValueError:
+            raise Failure("AGENT_NODE_IP", f"--node-ip {args.node_ip!r} is not an IP address",
+                          "pass an address of this machine, like 192.168.1.10", EXIT_CONFIG) from None
     return asyncio.run(_serve(Client(config), AgentConfig(name, os.path.abspath(args.data_dir),
-                                                          args.runtime_socket,
+                                                          args.runtime_socket, node_ip=args.node_ip,
+                                                          port=args.port, client_ca_pem=config.ca_pem,
                                                           eviction_hard=eviction_hard)))
 
 

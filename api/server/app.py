@@ -244,6 +244,8 @@ def make_app(config: ServerConfig) -> web.Application:
         authenticator=Authenticator(config.token_file, allow_anonymous=config.allow_anonymous),
     )
     server.admission.validating.append(namespace_lifecycle(lambda n: _get_namespace(server, n)))
+    if config.tls_dir:  # the kubelet client certificate for logs/exec is issued from its CA
+        server.extra["tls_dir"] = config.tls_dir
 
     app = web.Application(middlewares=[errors_and_metrics, authenticate],
                           client_max_size=codec.MAX_BODY + 1)

@@ -158,9 +158,8 @@ async def finalize(server: Server, request: web.Request, info: RequestInfo) -> w
     return codec.json_response(out)
 
 
-async def streaming(server: Server, request: web.Request, info: RequestInfo) -> web.Response:
-    pod = await server.objects.get(info.rtype, info.namespace, info.name)
-    node = (pod.get("spec") or {}).get("nodeName")
-    where = f'on node "{node}"' if node else "(the pod is not scheduled to a node yet)"
-    raise ApiError(503, f"{info.subresource} of pod {info.namespace}/{info.name} {where} is not "
-                   "available: no node agent is serving this node yet", "ServiceUnavailable")
+async def streaming(server: Server, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+    """log, exec, attach: served by the pod's node agent (proxy.py)."""
+    from timonel.api.server import proxy
+
+    return await proxy.streaming(server, request, info)

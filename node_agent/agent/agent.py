@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from aiohttp import web
 
 from timonel.api.client import Client, InformerFactory
 from timonel.api.client.events import EventRecorder
@@ -30,6 +31,7 @@ from . import eviction
 from . import node as nodes
 from .pods import AgentContext, stop_pod, sync_pod, terminate_pod
 from .probes import ProbeManager
+from .streaming import server as streaming
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,11 @@ class AgentConfig:
     sync_seconds: float = 1.0
     # Hard eviction thresholds, in the syntax of the kubelet's --eviction-hard.
     eviction_hard: str = eviction.DEFAULT_EVICTION_HARD
+    # The HTTPS endpoint for logs/exec (streaming/): address ("" = detected), port
+    # (0 = any free one), and the cluster CA its callers' certificates must chain to.
+    node_ip: str = ""
+    port: int = 10250
+    client_ca_pem: bytes | None = None
 
 
 def import_offline_images(runtime: RuntimeClient, images_dir: str) -> set[str]:
@@ -85,6 +92,8 @@ class Agent:
         self._fingerprints: dict[str, tuple[tuple[str, int], ...]] = {}
         self._synced_at: dict[str, float] = {}
         self.thresholds = eviction.parse_thresholds(config.eviction_hard)
+        self._streaming: web.AppRunner | None = None
+        self.streaming_port = 0
 
     async def _runtime_state(self) -> tuple[bool, str]:
         try:
@@ -124,6 +133,8 @@ class Agent:
         self.ctx.offline_images = await asyncio.to_thread(
             import_offline_images, self.runtime, os.path.join(self.config.data_dir, "images"))
         m = nodes.machine(self.config.data_dir)
+        if self.config.node_ip:
+            m.internal_ip = self.config.node_ip
         self.ctx.host_ip = m.internal_ip
         self.ctx.memory_capacity = m.memory_bytes
         self.ctx.allocatable = nodes.capacity(m)
@@ -132,6 +143,7 @@ class Agent:
         conds = nodes.node_conditions([], eviction.pressure_of(met), ready, why)
         obj = nodes.node_object(self.config.node_name, m,
                                 f"{version.runtime_name}://{version.runtime_version}", conds)
+        obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] = self.streaming_port
         self.node = await nodes.register(self.client, obj)
         await nodes.renew_lease(self.client, self.node)
 
@@ -140,6 +152,7 @@ class Agent:
         # would let a few slow calls (a StopContainer's grace period) hold up every pod.
         asyncio.get_running_loop().set_default_executor(
             concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="runtime"))
+        await self._serve_streams()
         await self._register_until_done()
         self.pods.add_handler(self._mark, lambda old, new: self._mark(new), self._mark)
         self.factory.start()
@@ -153,7 +166,25 @@ class Agent:
             if self.ctx.probes is not None:
                 await self.ctx.probes.close()
             await self.factory.stop()
+            if self._streaming is not None:
+                await self._streaming.cleanup()
             self.runtime.close()
+
+    def _pod_for_streams(self, namespace: str, name: str) -> Obj | None:
+        pod = self.pods.get(namespace, name)
+        if pod is None:
+            return None
+        # The status this agent wrote last may be newer than the informer's copy.
+        written = self.ctx.last_status.get(str(pod["metadata"].get("uid", "")))
+        return {**pod, "status": written} if written else pod
+
+    async def _serve_streams(self) -> None:
+        cfg = streaming.StreamingConfig(node_ip=self.config.node_ip or nodes.internal_ip(),
+                                        port=self.config.port, data_dir=self.config.data_dir,
+                                        hostname=self.config.node_name,
+                                        client_ca_pem=self.config.client_ca_pem)
+        self._streaming, self.streaming_port = await streaming.start(cfg, self.runtime,
+                                                                     self._pod_for_streams)
 
     async def _heartbeat_loop(self) -> None:
         last_report = time.monotonic()

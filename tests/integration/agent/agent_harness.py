@@ -59,7 +59,7 @@ class Agent:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "timonel.cli.main", "-v", "agent", "--kubeconfig", self.kubeconfig,
                  "--node-name", self.node, "--data-dir", str(self.data_dir),
-                 "--runtime-socket", self.socket],
+                 "--runtime-socket", self.socket, "--node-ip", "127.0.0.1", "--port", "0"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def stop(self) -> None:

@@ -1,0 +1,172 @@
+"""Exec and attach over the WebSocket channel protocol.
+
+Exec bridges a client's WebSocket to the runtime's streaming `Exec` gRPC: a
+thread reads the (blocking) gRPC stream into an asyncio queue, the client's
+stdin and resize messages go the other way, and the exit code ends the
+session as a status message. Attach has no runtime call behind it: it
+follows the container's log from now on, each line on its stream's channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from aiohttp import WSMsgType, web
+
+from timonel.node_agent.runtime.client import ExecSession
+
+from . import channels as ch
+from .logs import parse_line, raw_lines
+
+log = logging.getLogger(__name__)
+
+STDIN_ATTACH_UNSUPPORTED = (b"timonel: attaching to the container's stdin is not supported; "
+                            b"showing its output only\r\n")
+
+
+def pick_protocol(request: web.Request) -> str | None:
+    """The channel protocol for this upgrade: the newest offered we speak;
+    `channel.k8s.io` when none is offered (as the kubelet); None when only
+    unknown ones are."""
+    offered = ch.split_header(request.headers.get("Sec-WebSocket-Protocol", ""))
+    if not offered:
+        return ch.V1
+    return ch.negotiate(offered)
+
+
+async def open_socket(request: web.Request, protocol: str) -> web.WebSocketResponse:
+    # No heartbeat: an exec may sit idle for hours (a shell); TCP keeps it.
+    ws = web.WebSocketResponse(protocols=[protocol], max_msg_size=16 << 20)
+    await ws.prepare(request)
+    return ws
+
+
+async def send(ws: web.WebSocketResponse, protocol: str, channel: int, data: bytes) -> None:
+    msg = ch.encode(protocol, channel, data)
+    if isinstance(msg, str):
+        await ws.send_str(msg)
+    else:
+        await ws.send_bytes(msg)
+
+
+async def finish(ws: web.WebSocketResponse, protocol: str, status: dict[str, Any]) -> None:
+    payload = ch.status_payload(protocol, status)
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        if payload is not None:
+            await send(ws, protocol, ch.ERROR, payload)
+        await ws.close()
+
+
+async def run_exec(ws: web.WebSocketResponse, protocol: str, start: Callable[[], ExecSession],
+                   cmd: list[str], stdin: bool, stdout: bool, stderr: bool, tty: bool) -> None:
+    """Run one exec session on an open WebSocket until the process exits or
+    the client goes away."""
+    loop = asyncio.get_running_loop()
+    out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    session = start()
+
+    def pump() -> None:
+        try:
+            for kind, data in session:
+                loop.call_soon_threadsafe(out.put_nowait, (kind, data))
+            loop.call_soon_threadsafe(out.put_nowait, ("exit", session.exit_code))
+        except grpc.RpcError as e:
+            details = e.details() if hasattr(e, "details") else str(e)
+            loop.call_soon_threadsafe(out.put_nowait, ("error", details))
+        except RuntimeError:  # the loop closed under us: nobody to tell
+            pass
+
+    threading.Thread(target=pump, name="exec-pump", daemon=True).start()
+
+    async def read_client() -> None:
+        async for msg in ws:
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                continue
+            frame = ch.decode(protocol, msg.data)
+            if frame is None:
+                continue
+            if ch.closed_channel(protocol, frame) == ch.STDIN:
+                session.close_stdin()
+            elif frame.channel == ch.STDIN and stdin and frame.data:
+                session.send(frame.data)
+            elif frame.channel == ch.RESIZE and tty:
+                size = ch.parse_resize(frame.data)
+                if size:
+                    session.resize(*size)
+
+    reader = asyncio.create_task(read_client())
+    try:
+        # Tells the client the session is up (the kubelet does the same).
+        await send(ws, protocol, ch.STDOUT if stdout else ch.STDERR, b"")
+        while True:
+            getter = asyncio.create_task(out.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                log.info("exec client went away cmd=%s", cmd[:1])
+                return
+            kind, data = getter.result()
+            if kind == "stdout" and stdout:
+                await send(ws, protocol, ch.STDOUT, data)
+            elif kind == "stderr" and stderr:
+                await send(ws, protocol, ch.STDERR, data)
+            elif kind == "exit":
+                await finish(ws, protocol, ch.exit_status(data, cmd))
+                return
+            elif kind == "error":
+                await finish(ws, protocol, ch.exit_status(None, cmd, f"error executing command: {data}"))
+                return
+    finally:
+        reader.cancel()
+        session.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def run_attach(ws: web.WebSocketResponse, protocol: str, log_path: str,
+                     alive: Callable[[], Awaitable[bool]], stdin: bool, stdout: bool,
+                     stderr: bool, tty: bool) -> None:
+    """Stream the container's output from now on until it exits or the client leaves."""
+    if stdin:
+        await send(ws, protocol, ch.STDERR if stderr and not tty else ch.STDOUT,
+                   STDIN_ATTACH_UNSUPPORTED)
+
+    async def forward() -> None:
+        async with contextlib.aclosing(raw_lines(log_path, follow=True, from_end=True,
+                                                 alive=alive)) as batches:
+            async for batch in batches:
+                for raw in batch:
+                    line = parse_line(raw)
+                    if line is None:
+                        continue
+                    data = line.content + (b"\n" if line.full else b"")
+                    channel = ch.STDERR if line.stream == "stderr" and not tty else ch.STDOUT
+                    if (channel == ch.STDOUT and stdout) or (channel == ch.STDERR and stderr):
+                        await send(ws, protocol, channel, data)
+
+    async def drain_client() -> None:
+        async for _ in ws:  # input is not forwarded; this notices the client leaving
+            pass
+
+    await send(ws, protocol, ch.STDOUT if stdout else ch.STDERR, b"")
+    fwd, drain = asyncio.create_task(forward()), asyncio.create_task(drain_client())
+    try:
+        done, _ = await asyncio.wait({fwd, drain}, return_when=asyncio.FIRST_COMPLETED)
+        if fwd in done:
+            fwd.result()
+            await finish(ws, protocol, {"metadata": {}, "status": "Success"})
+    finally:
+        for t in (fwd, drain):
+            t.cancel()
+        await asyncio.gather(fwd, drain, return_exceptions=True)
+
+
+def resize_message(rows: int, cols: int) -> bytes:
+    return json.dumps({"Width": cols, "Height": rows}).encode()
