@@ -183,8 +183,14 @@ class Agent:
                                         port=self.config.port, data_dir=self.config.data_dir,
                                         hostname=self.config.node_name,
                                         client_ca_pem=self.config.client_ca_pem)
-        self._streaming, self.streaming_port = await streaming.start(cfg, self.runtime,
-                                                                     self._pod_for_streams)
+        try:
+            self._streaming, self.streaming_port = await streaming.start(cfg, self.runtime,
+                                                                         self._pod_for_streams)
+        except OSError as e:
+            # Pods still run; only logs/exec/attach are missing (the Node shows port 0).
+            log.error("agent endpoint not served address=%s port=%s err=%s: logs, exec and attach "
+                      "are unavailable; pass a free --port (0 for any) or another --node-ip",
+                      cfg.node_ip, cfg.port, e.strerror or e)
 
     async def _heartbeat_loop(self) -> None:
         last_report = time.monotonic()
