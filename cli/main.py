@@ -7,7 +7,15 @@ import logging
 import os
 import sys
 
-from timonel.cli import agent_cmd, controller_manager_cmd, runtime_cmd, scheduler_cmd, server_cmd
+from timonel.cli import (
+    agent_cmd,
+    controller_manager_cmd,
+    image_cmd,
+    runtime_cmd,
+    scheduler_cmd,
+    server_cmd,
+    up_cmd,
+)
 from timonel.cli.failures import EXIT_USAGE, Failure
 
 
@@ -22,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     scheduler_cmd.add_parser(sub)
     runtime_cmd.add_parser(sub)
     agent_cmd.add_parser(sub)
+    up_cmd.add_parser(sub)
+    image_cmd.add_parser(sub)
     return parser
 
 
