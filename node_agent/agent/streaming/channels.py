@@ -61,7 +61,7 @@ def decode(protocol: str, message: bytes | str) -> Frame | None:
             return None
         if protocol == BASE64:
             try:
-                return Frame(int(message[0]), base64.b64decode(message[1:]))
+                return Frame(int(message[0]), base64.b64decode(message[1:], validate=True))
             except ValueError:
                 return None
         message = message.encode()
