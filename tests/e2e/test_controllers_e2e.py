@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.controller import helpers
 from tests.integration.controller.helpers import (
     DEPLOYMENTS,
     PODS,
@@ -30,11 +31,14 @@ from tests.integration.controller.helpers import (
     Bounds,
     PodWatch,
     deployment_done,
+    gone,
+    names,
 )
 from tests.integration.controller.workload_helpers import (
     PodLog,
     eventually,
     is_ready,
+    never,
     new_namespace,
 )
 from tests.integration.fakenodes import NODES, FakeNodes
@@ -70,12 +74,11 @@ def pod_spec(command: list[str] | None = None, **extra: Any) -> dict[str, Any]:
 
 def deployment(name: str, namespace: str, replicas: int, pod: dict[str, Any] | None = None,
                **spec: Any) -> dict[str, Any]:
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": pod or pod_spec()},
-                     **spec}}
+    """The fake-node tests' Deployment, running `pod` (default: sleep)."""
+    d = helpers.deployment(name, replicas, **spec)
+    d["metadata"]["namespace"] = namespace
+    d["spec"]["template"]["spec"] = pod or pod_spec()
+    return d
 
 
 # ---- the cluster, the host, kubectl -----------------------------------------
@@ -164,20 +167,6 @@ async def host_matches_api(client: Client, host: Host, namespace: str) -> bool:
     return host.uids(namespace) <= uids
 
 
-async def gone(client: Client, rtype: tuple[str, str], namespace: str, name: str) -> bool:
-    try:
-        await client.get(rtype, namespace, name)
-    except ApiError as e:
-        return e.code == 404
-    return False
-
-
-async def names(client: Client, rtype: tuple[str, str], namespace: str,
-                selector: str = "") -> list[str]:
-    items = (await client.list(rtype, namespace, label_selector=selector or None))["items"]
-    return sorted(o["metadata"]["name"] for o in items)
-
-
 # ---- Deployments --------------------------------------------------------------
 
 async def test_deployment_scales_rolls_out_within_bounds_and_undoes(
@@ -186,9 +175,8 @@ async def test_deployment_scales_rolls_out_within_bounds_and_undoes(
     ns = await new_namespace(client, "e2e-deploy")
     bounds = Bounds()
     async with PodWatch(client, ns, bounds) as watch:
-        await kubectl(up, "apply", "-f", "-", obj=deployment(
-            "web", ns, 3, strategy={"type": "RollingUpdate",
-                                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}))
+        await kubectl(up, "apply", "-f", "-",
+                      obj=deployment("web", ns, 3, max_surge=1, max_unavailable=1))
         out = await kubectl(up, "-n", ns, "rollout", "status", "deployment/web", "--timeout=150s")
         assert 'deployment "web" successfully rolled out' in out, out
         await eventually(lambda: deployment_done(client, ns, "web", 3), TIMEOUT, "3 available")
@@ -217,6 +205,7 @@ async def test_deployment_scales_rolls_out_within_bounds_and_undoes(
         await eventually(lambda: really_running(client, host, ns, "app=web", 3), TIMEOUT,
                          "3 new pods running in the runtime")
         assert not watch.errors, watch.errors
+        assert bounds.seen_hi >= 3 and bounds.seen_lo <= 3, "the bounds were checked"
         assert len(watch.created) == 13
         d = await client.get(DEPLOYMENTS, ns, "web")
         assert d["metadata"]["annotations"][REVISION] == "2"
@@ -331,11 +320,16 @@ async def test_cascading_deletion_background_foreground_orphan(
     await kubectl(up, "-n", ns, "delete", "replicaset", rs["metadata"]["name"],
                   "--cascade=orphan")
     assert await gone(client, REPLICASETS, ns, rs["metadata"]["name"])
-    await asyncio.sleep(2)  # time for a wrong collection to show
-    after = await really_running(client, host, ns, "app=orph", 2)
-    assert after and {p["metadata"]["uid"] for p in after} == \
-        {p["metadata"]["uid"] for p in before}
-    assert all(not p["metadata"].get("ownerReferences") for p in after)
+    kept = {p["metadata"]["uid"] for p in before}
+
+    async def disturbed() -> str:
+        after = await really_running(client, host, ns, "app=orph", 2)
+        if not after or {p["metadata"]["uid"] for p in after} != kept:
+            return f"orphaned pods not all running: {after}"
+        owned = [p["metadata"]["name"] for p in after if p["metadata"].get("ownerReferences")]
+        return f"still owned: {owned}" if owned else ""
+
+    await never(disturbed, 2.0, "an orphaned pod collected, replaced or still owned")
 
 
 # ---- a node that dies ---------------------------------------------------------------
@@ -380,6 +374,8 @@ async def test_dead_node_pods_are_recreated_on_the_real_node(
             node = await eventually(not_ready, TIMEOUT, "the fake node NotReady")
             cond = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
             assert cond["status"] == "Unknown" and cond["reason"] == "NodeStatusUnknown", cond
+            out = await kubectl(up, "get", "node", fake, "--no-headers")
+            assert out.split()[1] == "NotReady", out
             moved = await eventually(
                 lambda: really_running(client, host, ns, "app=moved", 2, node=up.node), TIMEOUT,
                 "2 replacements running as containers on the real node")
@@ -455,8 +451,8 @@ async def test_job_fails_after_backoff_limit(up_cluster: Any, host: Host,
         (cs,) = p["status"]["containerStatuses"]
         assert cs["state"]["terminated"]["exitCode"] == 3, cs
         assert cs["containerID"], "ran as a real container"
-    await asyncio.sleep(2)  # time for a wrong third attempt to show
-    assert len((await client.list(PODS, ns, label_selector="job-name=fails"))["items"]) == 2
+    await never(lambda: _more_than(names(client, PODS, ns, "job-name=fails"), 2), 2.0,
+                "a third attempt")
 
 
 # ---- StatefulSets ---------------------------------------------------------------------
@@ -497,3 +493,7 @@ async def test_statefulset_starts_and_stops_in_ordinal_order(
         assert plog.first("deleted", "db-2") < plog.first("terminating", "db-1")
         await eventually(lambda: host_matches_api(client, host, ns), TIMEOUT,
                          "db-1 and db-2 gone from the host")
+
+
+async def _more_than(aw: Any, n: int) -> bool:
+    return len(await aw) > n

@@ -232,6 +232,20 @@ async def deployment_done(client: Client, namespace: str, name: str, replicas: i
     return d if ok else None
 
 
+async def names(client: Client, rtype: tuple[str, str], namespace: str,
+                selector: str = "") -> list[str]:
+    items = (await client.list(rtype, namespace, label_selector=selector))["items"]
+    return sorted(o["metadata"]["name"] for o in items)
+
+
+async def gone(client: Client, rtype: tuple[str, str], namespace: str, name: str) -> bool:
+    try:
+        await client.get(rtype, namespace, name)
+    except ApiError as e:
+        return e.code == 404
+    return False
+
+
 KUBECTL = os.path.join(os.path.dirname(sys.executable), "kubectl")
 
 

@@ -15,28 +15,17 @@ from tests.integration.controller.helpers import (
     controller_manager,
     deployment,
     deployment_done,
+    gone,
     kubectl,
+    names,
     node_names,
     wait_for,
 )
 from tests.integration.fakenodes import FakeNodes
 from timonel.api.client import Client
-from timonel.api.errors import ApiError
 
 CONFIGMAPS = ("v1", "ConfigMap")
 CONTROLLERS = ["replicaset", "deployment", "garbagecollector"]
-
-
-async def names(client: Client, rtype: tuple[str, str], namespace: str) -> list[str]:
-    return sorted(o["metadata"]["name"] for o in (await client.list(rtype, namespace))["items"])
-
-
-async def gone(client: Client, rtype: tuple[str, str], namespace: str, name: str) -> bool:
-    try:
-        await client.get(rtype, namespace, name)
-    except ApiError as e:
-        return e.code == 404
-    return False
 
 
 async def running_deployment(client: Client, namespace: str, name: str) -> None:
