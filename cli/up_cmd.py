@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         "assigns from the cluster CIDR); kept in the Node's spec.podCIDR")
     p.add_argument("--runtime-socket", default=DEFAULT_SOCKET,
                    help="the runtime's unix socket (default: %(default)s)")
+    p.add_argument("--agent-port", type=int, default=10250,
+                   help="HTTPS port of the agent's logs/exec endpoint on 127.0.0.1; 0 picks a free "
+                        "one (default: %(default)s)")
     p.add_argument("--bridge", default="timonel0",
                    help="the node bridge pods attach to (default: %(default)s)")
     p.set_defaults(func=run)
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     opts = UpOptions(data_dir=os.path.abspath(args.data_dir), port=args.port,
                      node_name=(args.node_name or socket.gethostname()).lower(),
                      pod_cidr=args.pod_cidr, runtime_socket=os.path.abspath(args.runtime_socket),
-                     bridge=args.bridge)
+                     bridge=args.bridge, agent_port=args.agent_port)
     state = UpState(opts)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

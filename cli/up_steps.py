@@ -58,6 +58,7 @@ class UpOptions:
     pod_cidr: str
     runtime_socket: str
     bridge: str
+    agent_port: int = 10250
 
 
 @dataclass
@@ -252,7 +253,10 @@ def _start_agent(state: UpState) -> None:
     state.agent = Child("agent", [
         "agent", "--kubeconfig", os.path.join(o.data_dir, "agent", "kubeconfig"),
         "--node-name", o.node_name, "--data-dir", os.path.join(o.data_dir, "agent"),
-        "--runtime-socket", o.runtime_socket], state.log_path("agent"))
+        "--runtime-socket", o.runtime_socket,
+        # Loopback only: the API server reaches the agent there for logs and exec, and
+        # nothing outside this machine needs to.
+        "--node-ip", "127.0.0.1", "--port", str(o.agent_port)], state.log_path("agent"))
     state.agent.start()
 
     def ready() -> bool:

@@ -111,7 +111,8 @@ def _start(base: Path) -> UpCluster:
     out = open(data / "up.log", "wb")  # noqa: SIM115 - the child writes to it until tear-down
     proc = subprocess.Popen(
         [sys.executable, "-m", "timonel.cli.main", "up", "--data-dir", str(data), "--port", str(port),
-         "--node-name", node, "--pod-cidr", pod_cidr, "--runtime-socket", sock, "--bridge", f"tmnl{tag}"],
+         "--node-name", node, "--pod-cidr", pod_cidr, "--runtime-socket", sock, "--bridge", f"tmnl{tag}",
+         "--agent-port", "0"],
         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     out.close()
     log = data / "up.log"
