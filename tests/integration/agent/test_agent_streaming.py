@@ -7,6 +7,7 @@ it with its kubelet client certificate; nobody else may.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -188,6 +189,14 @@ def test_exec(env: Env) -> None:
     assert p.returncode == 1 and "container nope is not valid for pod shell" in p.stderr
 
 
+def test_exec_into_completed_pod_is_refused(env: Env) -> None:
+    env.create_pod("done", [{"name": "main", "command": ["true"]}], restart="Never")
+    env.wait_phase("done", "Succeeded")
+    p = env.kubectl("exec", "done", "--", "true")
+    assert p.returncode == 1
+    assert "cannot exec into or attach to a completed pod; current phase is Succeeded" in p.stderr
+
+
 def _python_client(env: Env) -> k8s.CoreV1Api:
     cfg = k8s.Configuration()
     cfg.host = env.cluster.server.url
@@ -213,6 +222,20 @@ def test_python_client_exec(env: Env) -> None:
     assert ws.subprotocol == "v4.channel.k8s.io"
     assert ws.read_stdout() == "x\n" and ws.read_stderr() == "y\n"
     assert ws.returncode == 4
+
+
+def test_python_client_tty_resize_and_stdin(env: Env) -> None:
+    env.wait_running("shell")
+    api = _python_client(env)
+    ws = stream(api.connect_get_namespaced_pod_exec, "shell", env.ns, command=["sh"], stderr=True,
+                stdin=True, stdout=True, tty=True, _preload_content=False)
+    assert ws.subprotocol == "v5.channel.k8s.io"
+    ws.write_channel(4, json.dumps({"Width": 111, "Height": 33}))
+    ws.write_stdin("stty size; tty; exit 5\n")
+    ws.run_forever(timeout=60)
+    assert ws.returncode == 5  # before read_all(), which drops every channel's buffer
+    out = ws.read_all()
+    assert "33 111" in out and "/dev/pts/" in out, out
 
 
 def test_attach_streams_output(env: Env) -> None:
