@@ -192,9 +192,14 @@ def test_exec(env: Env) -> None:
 def test_exec_into_completed_pod_is_refused(env: Env) -> None:
     env.create_pod("done", [{"name": "main", "command": ["true"]}], restart="Never")
     env.wait_phase("done", "Succeeded")
-    p = env.kubectl("exec", "done", "--", "true")
-    assert p.returncode == 1
-    assert "cannot exec into or attach to a completed pod; current phase is Succeeded" in p.stderr
+    p = env.kubectl("exec", "done", "--", "true")  # kubectl checks this itself...
+    assert p.returncode == 1 and "completed pod" in p.stderr
+    # ...and so does the server, for other clients.
+    r = env.cluster.http.get(env.cluster.url(f"/api/v1/namespaces/{env.ns}/pods/done/exec"
+                                             "?command=true&stdout=true"))
+    assert r.status_code == 400, r.text
+    assert r.json()["message"] == ("cannot exec into or attach to a completed pod; current phase "
+                                   "is Succeeded")
 
 
 def _python_client(env: Env) -> k8s.CoreV1Api:
