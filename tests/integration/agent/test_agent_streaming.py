@@ -252,7 +252,7 @@ def test_attach_streams_output(env: Env) -> None:
                             stderr=subprocess.PIPE, text=True, env=envvars)
     try:
         assert proc.stdout is not None
-        lines = []
+        lines: list[str] = []
         deadline = time.monotonic() + 60
         while len(lines) < 3 and time.monotonic() < deadline:
             line = proc.stdout.readline()
