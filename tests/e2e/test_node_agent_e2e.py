@@ -291,3 +291,23 @@ def test_deleting_the_pod_leaves_no_trace_on_the_host(up_cluster: UpCluster, duo
         assert not left, left  # the wait's timeout message shows what is left
         return True
     up_cluster.wait_for("every trace of pod duo to go", gone, timeout=60)
+
+
+def test_example_manifests_run(up_cluster: UpCluster) -> None:
+    examples = os.path.join(os.path.dirname(__file__), "..", "..", "manifests", "examples")
+    up_cluster.kubectl("apply", "-f", examples)
+    try:
+        up_cluster.kubectl("rollout", "status", "deployment/hello", "--timeout=120s", timeout=150)
+
+        def all_ready() -> bool:
+            items = json.loads(up_cluster.kubectl("get", "pods", "-o", "json").stdout)["items"]
+            names = {p["metadata"]["name"]: ready(p) for p in items}
+            assert names.get("web") and names.get("probed"), names
+            return all(names.values())
+        up_cluster.wait_for("the example pods to be Ready", all_ready, timeout=120)
+        assert up_cluster.kubectl("exec", "web", "--", "wget", "-qO-", "http://127.0.0.1:8080/").stdout \
+            == "hello from web\n"
+        assert up_cluster.kubectl("exec", "probed", "--", "cat", "/www/index.html").stdout \
+            .startswith("prepared by the init container")
+    finally:
+        up_cluster.kubectl("delete", "-f", examples, "--wait=true", "--timeout=90s", check=False)
