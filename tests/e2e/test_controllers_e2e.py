@@ -14,6 +14,7 @@ too, not only a status in the API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -42,6 +43,7 @@ from tests.integration.controller.workload_helpers import (
     new_namespace,
 )
 from tests.integration.fakenodes import NODES, FakeNodes
+from timonel.api import meta
 from timonel.api.client import Client
 from timonel.api.errors import ApiError
 from timonel.api.resources import RESOURCES
@@ -70,6 +72,16 @@ def pod_spec(command: list[str] | None = None, **extra: Any) -> dict[str, Any]:
             "containers": [{"name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent",
                             "command": command or ["sleep", "3600"]}],
             **extra}
+
+
+def web_pod() -> dict[str, Any]:
+    """busybox httpd, Ready only once its readiness probe gets a page: the
+    rollout's availability is then the agent's probing, not just a start."""
+    spec = pod_spec(["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && "
+                                 "exec httpd -f -p 8080 -h /www"])
+    spec["containers"][0]["readinessProbe"] = {
+        "httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1}
+    return spec
 
 
 def deployment(name: str, namespace: str, replicas: int, pod: dict[str, Any] | None = None,
@@ -131,7 +143,7 @@ async def client(up_cluster: Any) -> AsyncIterator[Client]:
 
 
 async def kubectl(up: Any, *args: str, obj: dict[str, Any] | list[dict[str, Any]] | None = None,
-                  timeout: float = TIMEOUT) -> str:
+                  timeout: float = TIMEOUT + 30) -> str:
     """The real kubectl, in a thread: the watches checking invariants keep
     reading meanwhile. Returns its standard output; fails the test on error."""
     stdin = None
@@ -176,7 +188,7 @@ async def test_deployment_scales_rolls_out_within_bounds_and_undoes(
     bounds = Bounds()
     async with PodWatch(client, ns, bounds) as watch:
         await kubectl(up, "apply", "-f", "-",
-                      obj=deployment("web", ns, 3, max_surge=1, max_unavailable=1))
+                      obj=deployment("web", ns, 3, web_pod(), max_surge=1, max_unavailable=1))
         out = await kubectl(up, "-n", ns, "rollout", "status", "deployment/web", "--timeout=150s")
         assert 'deployment "web" successfully rolled out' in out, out
         await eventually(lambda: deployment_done(client, ns, "web", 3), TIMEOUT, "3 available")
@@ -282,9 +294,15 @@ async def test_cascading_deletion_background_foreground_orphan(
     # Foreground: the Deployment stays, marked, until its pods and then its
     # ReplicaSet are gone.
     order: list[str] = []
+    marked: list[dict[str, Any]] = []
 
     async def watch_foreground() -> None:
         while True:
+            if not marked:
+                with contextlib.suppress(ApiError):
+                    d = await client.get(DEPLOYMENTS, ns, "fg")
+                    if d["metadata"].get("deletionTimestamp"):
+                        marked.append(d)
             if "pods" not in order and not await names(client, PODS, ns, "app=fg"):
                 order.append("pods")
             if "replicaset" not in order and not await names(client, REPLICASETS, ns, "app=fg"):
@@ -294,13 +312,13 @@ async def test_cascading_deletion_background_foreground_orphan(
                 return
             await asyncio.sleep(0.05)
 
+    watcher = asyncio.create_task(watch_foreground())
     await kubectl(up, "-n", ns, "delete", "deployment", "fg", "--cascade=foreground",
                   "--wait=false")
-    marked = await client.get(DEPLOYMENTS, ns, "fg")
-    assert marked["metadata"]["deletionTimestamp"]
-    assert "foregroundDeletion" in marked["metadata"]["finalizers"]
-    await asyncio.wait_for(watch_foreground(), TIMEOUT)
+    await asyncio.wait_for(watcher, TIMEOUT)
     assert order == ["pods", "replicaset", "deployment"], order
+    assert marked, "the Deployment was never seen marked for deletion"
+    assert "foregroundDeletion" in marked[0]["metadata"]["finalizers"], marked[0]["metadata"]
     await eventually(lambda: host_matches_api(client, host, ns), TIMEOUT,
                      "fg's containers gone from the host")
 
@@ -446,6 +464,11 @@ async def test_job_fails_after_backoff_limit(up_cluster: Any, host: Host,
     assert j["status"]["failed"] == 2 and not j["status"].get("succeeded")
     pods = (await client.list(PODS, ns, label_selector="job-name=fails"))["items"]
     assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+    first, second = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"])
+    # The retry waited out the back-off after the first failure (1 s timestamps).
+    waited = (meta.parse_time(second["metadata"]["creationTimestamp"]) - meta.parse_time(
+        first["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]))
+    assert waited.total_seconds() >= 8, waited
     for p in pods:
         assert p["status"]["phase"] == "Failed", p["status"]
         (cs,) = p["status"]["containerStatuses"]
