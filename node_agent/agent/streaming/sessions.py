@@ -10,6 +10,7 @@ follows the container's log from now on, each line on its stream's channel.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -27,6 +28,7 @@ from .logs import parse_line, raw_lines
 
 log = logging.getLogger(__name__)
 
+OUTPUT_QUEUE = 64
 STDIN_ATTACH_UNSUPPORTED = (b"timonel: attaching to the container's stdin is not supported; "
                             b"showing its output only\r\n")
 
@@ -69,18 +71,23 @@ async def run_exec(ws: web.WebSocketResponse, protocol: str, start: Callable[[],
     """Run one exec session on an open WebSocket until the process exits or
     the client goes away."""
     loop = asyncio.get_running_loop()
-    out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    # Bounded: a slow client slows the reads from the runtime instead of filling memory.
+    out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=OUTPUT_QUEUE)
+    closed = threading.Event()
     session = start()
+
+    def put(item: tuple[str, Any]) -> None:
+        if not closed.is_set():
+            asyncio.run_coroutine_threadsafe(out.put(item), loop).result()
 
     def pump() -> None:
         try:
             for kind, data in session:
-                loop.call_soon_threadsafe(out.put_nowait, (kind, data))
-            loop.call_soon_threadsafe(out.put_nowait, ("exit", session.exit_code))
+                put((kind, data))
+            put(("exit", session.exit_code))
         except grpc.RpcError as e:
-            details = e.details() if hasattr(e, "details") else str(e)
-            loop.call_soon_threadsafe(out.put_nowait, ("error", details))
-        except RuntimeError:  # the loop closed under us: nobody to tell
+            put(("error", e.details() if hasattr(e, "details") else str(e)))
+        except (RuntimeError, concurrent.futures.CancelledError):  # the loop is gone: nobody to tell
             pass
 
     threading.Thread(target=pump, name="exec-pump", daemon=True).start()
@@ -124,6 +131,9 @@ async def run_exec(ws: web.WebSocketResponse, protocol: str, start: Callable[[],
                 await finish(ws, protocol, ch.exit_status(None, cmd, f"error executing command: {data}"))
                 return
     finally:
+        closed.set()
+        while not out.empty():  # frees a pump blocked on a full queue
+            out.get_nowait()
         reader.cancel()
         session.cancel()
         with contextlib.suppress(asyncio.CancelledError):

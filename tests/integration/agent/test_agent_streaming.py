@@ -185,6 +185,10 @@ def test_exec(env: Env) -> None:
 
     assert env.ok("exec", "-i", "shell", "--", "tr", "a-z", "A-Z", input="hello\nworld\n") == "HELLO\nWORLD\n"
 
+    # Much output, in order and complete.
+    many = env.ok("exec", "shell", "--", "seq", "1", "200000", timeout=120).splitlines()
+    assert len(many) == 200000 and many[0] == "1" and many[-1] == "200000"
+
     p = env.kubectl("exec", "shell", "-c", "nope", "--", "true")
     assert p.returncode == 1 and "container nope is not valid for pod shell" in p.stderr
 
