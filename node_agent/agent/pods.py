@@ -277,13 +277,17 @@ async def _start_guarded(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attempt
     try:
         await start_container(ctx, pod, c, kind, attempt, sid, sandbox_cfg, state.sandbox_ip)
     except (ImageError, ConfigError, StartError) as e:
+        if isinstance(e, StartError) and e.reason == "PostStartHookError":
+            # It ran and was killed: its restarts go through the crash back-off (upstream).
+            ctx.start_failures.pop(key, None)
+            state.waiting[key[1]] = Waiting(e.reason, str(e))
+            return False
         if isinstance(e, ImageError):
             waiting = Waiting(e.reason, e.message)
         else:
             reason = e.reason if isinstance(e, StartError) else "CreateContainerConfigError"
             waiting = Waiting(reason, str(e))
-            if reason != "PostStartHookError":  # that one has its own event
-                await ctx.recorder.event(pod, WARNING, "Failed", f"Error: {e}")
+            await ctx.recorder.event(pod, WARNING, "Failed", f"Error: {e}")
         delay = min(failed[0].delay * 2, FAILURE_BACKOFF_MAX) if failed else FAILURE_BACKOFF_INITIAL
         ctx.start_failures[key] = (BackoffEntry(delay, time.monotonic()), waiting)
         state.waiting[key[1]] = waiting
