@@ -172,6 +172,8 @@ def test_logs_of_waiting_container(env: Env) -> None:
     p = env.kubectl("logs", "noimage")
     assert p.returncode == 1
     assert 'container "main" in pod "noimage" is waiting to start: ErrImageNeverPull' in p.stderr
+    p = env.kubectl("exec", "noimage", "--", "true")
+    assert p.returncode == 1 and 'container not found ("main")' in p.stderr, p.stderr
 
 
 def test_exec(env: Env) -> None:
