@@ -7,6 +7,7 @@ it with its kubelet client certificate; nobody else may.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -193,6 +194,18 @@ def test_exec(env: Env) -> None:
 
     p = env.kubectl("exec", "shell", "-c", "nope", "--", "true")
     assert p.returncode == 1 and "container nope is not valid for pod shell" in p.stderr
+
+
+def test_kubectl_cp_both_ways(env: Env, tmp_path: Path) -> None:
+    # tar through exec: binary stdin to the end (v5 close), binary stdout back.
+    env.wait_running("shell")
+    blob = os.urandom(300_000)
+    (tmp_path / "blob").write_bytes(blob)
+    env.ok("cp", str(tmp_path / "blob"), "shell:/tmp/blob", timeout=120)
+    digest = env.ok("exec", "shell", "--", "md5sum", "/tmp/blob").split()[0]
+    assert digest == hashlib.md5(blob).hexdigest()
+    env.ok("cp", "shell:/tmp/blob", str(tmp_path / "back"), timeout=120)
+    assert (tmp_path / "back").read_bytes() == blob
 
 
 def test_exec_into_completed_pod_is_refused(env: Env) -> None:
