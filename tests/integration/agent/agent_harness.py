@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,13 +53,16 @@ class Agent:
     kubeconfig: str
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    # More `timonel agent` flags a test chooses (e.g. --eviction-hard); used by every start().
+    extra_args: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "timonel.cli.main", "-v", "agent", "--kubeconfig", self.kubeconfig,
                  "--node-name", self.node, "--data-dir", str(self.data_dir),
-                 "--runtime-socket", self.socket, "--node-ip", "127.0.0.1", "--port", "0"],
+                 "--runtime-socket", self.socket, "--node-ip", "127.0.0.1", "--port", "0",
+                 *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def stop(self) -> None:
@@ -109,7 +112,7 @@ class Cluster:
         return name
 
 
-def run_cluster(base: Path) -> Iterator[Cluster]:
+def run_cluster(base: Path, agent_args: list[str] | None = None) -> Iterator[Cluster]:
     server: ApiServer | None = None
     # An etcd of its own (not the server's embedded one), so a test can restart the server.
     etcd = EtcdProcess(str(base / "etcd"), free_port(), free_port())
@@ -127,7 +130,7 @@ def run_cluster(base: Path) -> Iterator[Cluster]:
         files = load_busybox_module().write_busybox_image(base / "image")
         shutil.copy(files["docker_archive"], data / "images" / "busybox.tar")
         agent = Agent(f"agent-node-{uuid.uuid4().hex[:6]}", data, daemon.socket, server.kubeconfig,
-                      base / "agent.log")
+                      base / "agent.log", extra_args=list(agent_args or []))
         agent.start()
         cluster = Cluster(server, daemon, runtime, agent, server.session())
         name = agent.node
