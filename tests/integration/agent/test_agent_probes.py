@@ -203,3 +203,63 @@ def test_post_start_hooks(cluster: Cluster) -> None:
     st = container(pod, "bad")
     assert st["lastState"]["terminated"]["finishedAt"] and (st["ready"], st["started"]) == (False, False)
     assert not any(r == "Failed" for r, _ in events(c, ns))
+
+
+def test_probes_resume_after_an_agent_restart(cluster: Cluster) -> None:
+    c = cluster
+    ns = c.namespace()
+    make_pod(c, ns, "steady", [
+        {"name": "steady", "command": ["sh", "-c", "touch /tmp/ready; " + LOOP],
+         "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1,
+                            "failureThreshold": 1},
+         "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}},
+    ])
+
+    def ready() -> dict[str, Any] | None:
+        p = get_pod(c, ns, "steady")
+        return p if conditions(p)["Ready"]["status"] == "True" else None
+    before = container(wait_for("the pod to be Ready", ready), "steady")["containerID"]
+    c.agent.stop()
+    c.agent.start()
+    # The adopted container gets probe workers again: the readiness probe sees the file go.
+    pod = get_pod(c, ns, "steady")
+    assert exec_in(c, pod, "steady", "rm", "/tmp/ready")[0] == 0
+
+    def not_ready() -> dict[str, Any] | None:
+        p = get_pod(c, ns, "steady")
+        return p if conditions(p)["Ready"]["status"] == "False" else None
+    pod = wait_for("the pod to turn NotReady", not_ready, timeout=60)
+    st = container(pod, "steady")
+    assert st["containerID"] == before and st["restartCount"] == 0 and "running" in st["state"]
+
+
+def test_pre_stop_runs_before_sigterm_on_deletion(cluster: Cluster) -> None:
+    c = cluster
+    ns = c.namespace()
+    make_pod(c, ns, "bye", [
+        {"name": "bye", "command": ["sh", "-c", "trap 'echo term; sleep 3; exit 0' TERM; echo up; "
+                                    "while true; do sleep 1; done"],
+         "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop > /proc/1/fd/1; sleep 1"]}}}},
+    ], terminationGracePeriodSeconds=20)
+
+    def running() -> dict[str, Any] | None:
+        p = get_pod(c, ns, "bye")
+        css = p["status"].get("containerStatuses") or []
+        return p if css and "running" in css[0]["state"] else None
+    pod = wait_for("the container to run", running)
+    md = pod["metadata"]
+    log = c.agent.data_dir / "logs" / f"{ns}_bye_{md['uid']}" / "bye" / "0.log"
+    started = time.monotonic()
+    r = c.http.delete(c.url(f"/api/v1/namespaces/{ns}/pods/bye"))
+    assert r.status_code in (200, 202), r.text
+
+    def both_lines() -> list[str] | None:
+        if not log.exists():
+            return None
+        lines = [x.split(" ", 3)[-1] for x in log.read_text().splitlines()]
+        return lines if "term" in lines else None
+    lines = wait_for("the container to log its SIGTERM", both_lines, timeout=60, interval=0.1)
+    assert lines[:3] == ["up", "prestop", "term"], lines
+    wait_for("the pod object to go", lambda: c.get(f"/api/v1/namespaces/{ns}/pods/bye") is None, timeout=90)
+    assert time.monotonic() - started >= 3.0  # the trap's sleep ran: SIGTERM, not SIGKILL
+    assert not any(r == "FailedPreStopHook" for r, _ in events(c, ns))
