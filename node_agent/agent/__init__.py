@@ -8,5 +8,8 @@ runtime's gRPC API (DESIGN.md §3 "Node agent").
 - `containers`: pod spec -> runtime sandbox and container configs (resources, security)
 - `status`: runtime state -> pod status in the upstream schema
 - `pods`: one pod's sync (start, restart with back-off, terminate)
+- `probes`: liveness/readiness/startup probe workers and the verdicts the status reads
+- `hooks`: postStart and preStop lifecycle hooks
+- `handlers`: the actions both run (exec, httpGet, tcpSocket from inside the pod's network namespace)
 - `agent`: the loop that ties them together (`Agent`, `AgentConfig`)
 """
