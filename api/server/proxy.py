@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from aiohttp import WSMsgType, web
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from timonel.api import tls
 from timonel.api.errors import ApiError, bad_request
@@ -37,6 +38,9 @@ Obj = dict[str, Any]
 KUBELET_CLIENT_CN = "timonel:apiserver-kubelet-client"
 KUBELET_CLIENT_GROUPS = ["system:masters"]
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+# What node agents speak (node_agent/agent/streaming/channels.py), newest first.
+CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io",
+                     "v2.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io")
 CONNECT_TIMEOUT = 10.0
 RENEW_BEFORE = datetime.timedelta(days=30)
 NODES = ("", "v1", "nodes")
@@ -47,10 +51,14 @@ def _client_cert_files(tls_dir: str) -> tuple[str, str]:
     try:
         with open(cert, "rb") as f:
             c = x509.load_pem_x509_certificate(f.read())
+        with open(os.path.join(tls_dir, "ca.crt"), "rb") as f:
+            ca = x509.load_pem_x509_certificate(f.read())
+        # A certificate of an earlier CA (the directory's CA was replaced) would be refused.
+        c.verify_directly_issued_by(ca)
         if os.path.exists(key) and \
                 c.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > RENEW_BEFORE:
             return cert, key
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError, InvalidSignature):
         pass
     pem, key_pem = tls.issue_client_cert(tls_dir, KUBELET_CLIENT_CN, KUBELET_CLIENT_GROUPS)
     write_atomic(key, key_pem, 0o600)
@@ -206,6 +214,10 @@ async def _proxy_websocket(server: Server, request: web.Request, address: str, p
                if p.strip()]
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as session:
+        if offered and not set(offered) & set(CHANNEL_PROTOCOLS):
+            raise bad_request("unable to upgrade connection: none of the offered WebSocket "
+                              f"subprotocols ({', '.join(offered)}) is supported; use one of "
+                              f"{', '.join(CHANNEL_PROTOCOLS)}")
         if not upgrade:
             # SPDY (kubectl's fallback) is not spoken here; say why, after the
             # agent's own checks (a container that is not running...).

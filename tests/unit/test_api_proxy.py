@@ -51,6 +51,18 @@ def test_kubelet_client_certificate_issued_once(tmp_path: Path) -> None:
     before = Path(cert).read_bytes()
     assert proxy._client_cert_files(str(tmp_path)) == (cert, key)
     assert Path(cert).read_bytes() == before  # reused, not reissued
+    # A new CA (the old one was removed): the certificate is reissued from it.
+    for name in ("ca.crt", "ca.key"):
+        (tmp_path / name).unlink()
+    tls.ensure_tls(str(tmp_path), [])
+    proxy._client_cert_files(str(tmp_path))
+    assert Path(cert).read_bytes() != before
+
+
+def test_agent_and_server_agree_on_protocols() -> None:
+    from timonel.node_agent.agent.streaming import channels
+
+    assert proxy.CHANNEL_PROTOCOLS == channels.PROTOCOLS
 
 
 def test_agent_lets_in_only_the_kubelet_client() -> None:

@@ -195,6 +195,12 @@ def test_exec(env: Env) -> None:
     p = env.kubectl("exec", "shell", "-c", "nope", "--", "true")
     assert p.returncode == 1 and "container nope is not valid for pod shell" in p.stderr
 
+    r = env.cluster.http.get(
+        env.cluster.url(f"/api/v1/namespaces/{env.ns}/pods/shell/exec?command=true&stdout=true"),
+        headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "v9.bogus"})
+    assert r.status_code == 400 and "v9.bogus" in r.json()["message"], r.text
+
 
 def test_kubectl_cp_both_ways(env: Env, tmp_path: Path) -> None:
     # tar through exec: binary stdin to the end (v5 close), binary stdout back.
