@@ -19,11 +19,11 @@ import json
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import UpCluster
 from tests.integration.controller import helpers
 from tests.integration.controller.helpers import (
     DEPLOYMENTS,
@@ -86,7 +86,8 @@ def web_pod() -> dict[str, Any]:
 
 def deployment(name: str, namespace: str, replicas: int, pod: dict[str, Any] | None = None,
                **spec: Any) -> dict[str, Any]:
-    """The fake-node tests' Deployment, running `pod` (default: sleep)."""
+    """helpers.deployment (as the fake-node tests use it) in `namespace`,
+    running `pod` (default: sleep)."""
     d = helpers.deployment(name, replicas, **spec)
     d["metadata"]["namespace"] = namespace
     d["spec"]["template"]["spec"] = pod or pod_spec()
@@ -94,18 +95,6 @@ def deployment(name: str, namespace: str, replicas: int, pod: dict[str, Any] | N
 
 
 # ---- the cluster, the host, kubectl -----------------------------------------
-
-def runtime_socket(up: Any) -> str:
-    """The runtime socket of this `timonel up` (in its data directory)."""
-    given = getattr(up, "runtime_socket", None)
-    if given:
-        return str(given)
-    socks = [p for p in Path(up.data_dir).rglob("*.sock") if p.is_socket()]
-    named = [p for p in socks if "runtime" in p.name]
-    found = named or socks
-    assert len(found) == 1, f"cannot tell the runtime socket in {up.data_dir}: {socks}"
-    return str(found[0])
-
 
 class Host:
     """What really runs on the node, as the runtime reports it."""
@@ -130,19 +119,19 @@ class Host:
 
 
 @pytest.fixture(scope="module")
-def host(up_cluster: Any) -> Iterator[Host]:
-    h = Host(runtime_socket(up_cluster))
+def host(up_cluster: UpCluster) -> Iterator[Host]:
+    h = Host(up_cluster.runtime_socket)
     yield h
     h.rt.close()
 
 
 @pytest.fixture
-async def client(up_cluster: Any) -> AsyncIterator[Client]:
+async def client(up_cluster: UpCluster) -> AsyncIterator[Client]:
     async with Client.from_kubeconfig(up_cluster.kubeconfig) as c:
         yield c
 
 
-async def kubectl(up: Any, *args: str, obj: dict[str, Any] | list[dict[str, Any]] | None = None,
+async def kubectl(up: UpCluster, *args: str, obj: dict[str, Any] | list[dict[str, Any]] | None = None,
                   timeout: float = TIMEOUT + 30) -> str:
     """The real kubectl, in a thread: the watches checking invariants keep
     reading meanwhile. Returns its standard output; fails the test on error."""
@@ -182,7 +171,7 @@ async def host_matches_api(client: Client, host: Host, namespace: str) -> bool:
 # ---- Deployments --------------------------------------------------------------
 
 async def test_deployment_scales_rolls_out_within_bounds_and_undoes(
-        up_cluster: Any, host: Host, client: Client) -> None:
+        up_cluster: UpCluster, host: Host, client: Client) -> None:
     up = up_cluster
     ns = await new_namespace(client, "e2e-deploy")
     bounds = Bounds()
@@ -248,7 +237,7 @@ async def test_deployment_scales_rolls_out_within_bounds_and_undoes(
         assert rss[rs1["metadata"]["name"]]["spec"]["replicas"] == 3
 
 
-async def test_deleted_pod_is_replaced(up_cluster: Any, host: Host, client: Client) -> None:
+async def test_deleted_pod_is_replaced(up_cluster: UpCluster, host: Host, client: Client) -> None:
     up = up_cluster
     ns = await new_namespace(client, "e2e-replace")
     await kubectl(up, "apply", "-f", "-", obj=deployment("web", ns, 2))
@@ -270,7 +259,7 @@ async def test_deleted_pod_is_replaced(up_cluster: Any, host: Host, client: Clie
 # ---- cascading deletion ---------------------------------------------------------
 
 async def test_cascading_deletion_background_foreground_orphan(
-        up_cluster: Any, host: Host, client: Client) -> None:
+        up_cluster: UpCluster, host: Host, client: Client) -> None:
     up = up_cluster
     ns = await new_namespace(client, "e2e-cascade")
     await kubectl(up, "apply", "-f", "-",
@@ -353,7 +342,7 @@ async def test_cascading_deletion_background_foreground_orphan(
 # ---- a node that dies ---------------------------------------------------------------
 
 async def test_dead_node_pods_are_recreated_on_the_real_node(
-        up_cluster: Any, host: Host, client: Client) -> None:
+        up_cluster: UpCluster, host: Host, client: Client) -> None:
     """A kwok-like fake node next to the real one: its pods run there until
     its heartbeat stops, then come back as real containers on the real node."""
     up = up_cluster
@@ -414,7 +403,7 @@ async def test_dead_node_pods_are_recreated_on_the_real_node(
 # ---- namespaces ----------------------------------------------------------------------
 
 async def test_namespace_deletion_leaves_nothing_behind(
-        up_cluster: Any, host: Host, client: Client) -> None:
+        up_cluster: UpCluster, host: Host, client: Client) -> None:
     up = up_cluster
     ns = await new_namespace(client, "e2e-nsdel")
     await kubectl(up, "apply", "-f", "-", obj=[
@@ -448,7 +437,7 @@ async def test_namespace_deletion_leaves_nothing_behind(
 
 # ---- Jobs -------------------------------------------------------------------------------
 
-async def test_job_fails_after_backoff_limit(up_cluster: Any, host: Host,
+async def test_job_fails_after_backoff_limit(up_cluster: UpCluster, host: Host,
                                              client: Client) -> None:
     up = up_cluster
     ns = await new_namespace(client, "e2e-job")
@@ -481,7 +470,7 @@ async def test_job_fails_after_backoff_limit(up_cluster: Any, host: Host,
 # ---- StatefulSets ---------------------------------------------------------------------
 
 async def test_statefulset_starts_and_stops_in_ordinal_order(
-        up_cluster: Any, host: Host, client: Client) -> None:
+        up_cluster: UpCluster, host: Host, client: Client) -> None:
     up = up_cluster
     ns = await new_namespace(client, "e2e-sts")
     labels = {"app": "db"}
