@@ -4,8 +4,8 @@ The parts run as supervised children, exactly as a user would start them
 one by one: `timonel server` (embedded etcd, scheduler and controllers),
 `timonel runtime` and `timonel agent`. Start-up is a list of named steps
 (cli/up_steps.py); a failing step says which it was and stops what already
-runs. A child that dies later is reported with its log tail and everything
-stops. On Ctrl-C or SIGTERM: the agent stops, every pod's containers and
+runs. Then `up` becomes a lean supervisor (cli/up_supervisor.py): a child
+that dies is reported with its log tail and everything stops. On Ctrl-C or SIGTERM: the agent stops, every pod's containers and
 sandbox are removed through the runtime (nothing stays on the host), then the
 runtime and the server stop. A later `up` on the same directory brings the
 pods back: they are still in etcd, bound to this node.
@@ -18,12 +18,11 @@ import logging
 import os
 import signal
 import socket
-import sys
-import time
 from types import FrameType
 
 from timonel.cli.failures import EXIT_PERMISSION, EXIT_UNAVAILABLE, Failure
 from timonel.cli.up_steps import Interrupted, StepError, UpOptions, UpState, shutdown, start_all
+from timonel.cli.up_supervisor import handoff
 from timonel.node_agent.runtime.daemon import DEFAULT_SOCKET
 
 log = logging.getLogger(__name__)
@@ -83,33 +82,12 @@ def run(args: argparse.Namespace) -> int:
         shutdown(state)
         raise Failure("UP_START", str(e), e.advice, EXIT_UNAVAILABLE) from None
     _print_ready(state)
-    died = _supervise(state)
-    if died is not None:
-        name, code, tail = died
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        print(f"the {name} {how}; the last lines of its log "
-              f"({os.path.join(opts.data_dir, 'logs', name + '.log')}):\n{tail}\nstopping everything",
-              file=sys.stderr, flush=True)
+    if state.stop_requested:
+        print("stopping: agent, pods, runtime, server", flush=True)
         shutdown(state)
-        raise Failure("UP_CHILD_EXITED", f"the {name} {how}",
-                      f"see {os.path.join(opts.data_dir, 'logs', name + '.log')}; fix the cause "
-                      f"and run timonel up --data-dir {opts.data_dir} again", EXIT_UNAVAILABLE)
-    print("stopping: agent, pods, runtime, server", flush=True)
-    shutdown(state)
-    print("stopped", flush=True)
-    return 0
-
-
-def _supervise(state: UpState) -> tuple[str, int, str] | None:
-    """Wait for a signal (None) or a dead child: (name, exit code, log tail)."""
-    while not state.stop_requested:
-        for child in state.children():
-            code = child.exit_code()
-            if code is not None:
-                log.error("child exited name=%s code=%d", child.name, code)
-                return child.name, code, child.tail(15)
-        time.sleep(0.5)
-    return None
+        return 0
+    handoff(state.children(), opts.runtime_socket, opts.data_dir)
+    return 0  # not reached
 
 
 def _print_ready(state: UpState) -> None:

@@ -21,12 +21,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from timonel.api import kubeconfig, tls
-from timonel.cli.up_children import Child
+from timonel.cli import up_supervisor
+from timonel.cli.up_supervisor import Child
 from timonel.controller.context import ControllerOptions
 
 log = logging.getLogger(__name__)
@@ -294,58 +294,7 @@ def start_all(state: UpState) -> None:
 
 # -- shutdown --
 
-def remove_all_pods(socket_path: str) -> int:
-    """Stop (10 s grace) and remove every container and sandbox of the runtime; how many sandboxes."""
-    import grpc
-
-    from timonel.node_agent.runtime.client import RuntimeClient
-
-    with RuntimeClient(socket_path, timeout=120) as rt:
-        def container(cid: str) -> None:
-            try:
-                rt.stop_container(cid, timeout=10)
-                rt.remove_container(cid)
-            except grpc.RpcError as e:
-                log.warning("container not removed id=%s err=%s", cid, e.details())  # type: ignore[attr-defined]
-
-        def sandbox(sid: str) -> None:
-            try:
-                rt.stop_sandbox(sid)
-                rt.remove_sandbox(sid)
-            except grpc.RpcError as e:
-                log.warning("sandbox not removed id=%s err=%s", sid, e.details())  # type: ignore[attr-defined]
-
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(container, [c.id for c in rt.list_containers()]))
-            sandboxes = [s.id for s in rt.list_sandboxes()]
-            list(pool.map(sandbox, sandboxes))
-    return len(sandboxes)
-
-
-def unmount_under(root: str) -> None:
-    """Unmount what the agent mounted below `root` (memory emptyDirs), deepest first."""
-    import subprocess
-
-    prefix = os.path.realpath(root) + "/"
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-
-
 def shutdown(state: UpState) -> None:
-    """Agent, then the pods through the runtime, then the runtime, then the server."""
-    if state.agent is not None:
-        state.agent.stop(30)
-    if state.runtime is not None and state.runtime.running():
-        try:
-            n = remove_all_pods(state.opts.runtime_socket)
-            log.info("pods removed sandboxes=%d", n)
-        except Exception as e:  # the runtime must still be stopped
-            log.warning("could not remove the pods err=%r", e)
-            print(f"warning: could not remove every pod through the runtime: {e}", flush=True)
-    unmount_under(os.path.join(state.opts.data_dir, "agent", "pods"))
-    if state.runtime is not None:
-        state.runtime.stop(30)
-    if state.server is not None:
-        state.server.stop(60)
+    """Stop what the steps started (see up_supervisor.shutdown for the order)."""
+    children = {c.name: c for c in state.children()}
+    up_supervisor.shutdown(children, state.opts.runtime_socket, state.opts.data_dir)

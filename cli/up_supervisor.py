@@ -1,20 +1,31 @@
-"""The child processes of `timonel up`: one `timonel` subcommand each, logging to a file.
+"""The running half of `timonel up`: its children, their supervision and the orderly stop.
+
+Once the cluster is up, `up` re-executes itself as this module (same PID, so
+the children stay its children): a supervisor that holds only the standard
+library while idle, instead of the tens of MB of modules the start steps
+needed. It waits for a signal or a dead child; then it stops the agent,
+removes every pod's containers and sandbox through the runtime, and stops the
+runtime and the server.
 
 Each child runs in its own session, so a Ctrl-C in the terminal reaches only
-`up`, which then stops the children in its own order (agent, pods, runtime,
-server) instead of all at once.
+`up`, which then stops the children in its own order instead of all at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
+from types import FrameType
 
 log = logging.getLogger(__name__)
+
+EXIT_CHILD_DIED = 5  # failures.EXIT_UNAVAILABLE, without importing the CLI here
 
 
 @dataclass
@@ -22,6 +33,9 @@ class Child:
     name: str  # "server", "runtime", "agent": what the user reads in messages
     args: list[str]  # after `timonel -v`
     log_path: str
+    pid: int = 0
+    returncode: int | None = None
+    # Kept while this process started it: a dropped Popen may reap the child behind our back.
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def argv(self) -> list[str]:
@@ -34,36 +48,53 @@ class Child:
             out.flush()
             self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
-        log.info("child started name=%s pid=%d log=%s", self.name, self.proc.pid, self.log_path)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid if self.proc is not None else 0
+        self.pid = self.proc.pid
+        log.info("child started name=%s pid=%d log=%s", self.name, self.pid, self.log_path)
 
     def exit_code(self) -> int | None:
-        """None while running (or never started)."""
-        return None if self.proc is None else self.proc.poll()
+        """None while running (or never started); a negative code is the killing signal."""
+        if self.returncode is not None or not self.pid:
+            return self.returncode
+        if self.proc is not None:
+            self.returncode = self.proc.poll()
+            return self.returncode
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            self.returncode = -255  # reaped elsewhere: gone, code unknown
+            return self.returncode
+        if pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return bool(self.pid) and self.exit_code() is None
 
     def stop(self, grace: float) -> int | None:
         """SIGTERM, then SIGKILL after `grace` seconds; the exit code (None if never started)."""
-        if self.proc is None:
+        if not self.pid:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
+        if self.exit_code() is None:
+            self._signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while self.exit_code() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self.exit_code() is None:
                 log.warning("child did not stop in time, killing name=%s pid=%d grace=%.0fs",
-                            self.name, self.proc.pid, grace)
-                self.proc.kill()
-                self.proc.wait()
-        log.info("child stopped name=%s code=%s", self.name, self.proc.returncode)
-        return self.proc.returncode
+                            self.name, self.pid, grace)
+                self._signal(signal.SIGKILL)
+                while self.exit_code() is None:
+                    time.sleep(0.05)
+        log.info("child stopped name=%s code=%s", self.name, self.returncode)
+        return self.returncode
 
-    def tail(self, lines: int = 30) -> str:
+    def _signal(self, sig: int) -> None:
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def tail(self, lines: int = 15) -> str:
         try:
             with open(self.log_path, "rb") as f:
                 f.seek(0, os.SEEK_END)
@@ -72,3 +103,133 @@ class Child:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def describe_exit(self) -> str:
+        code = self.returncode
+        if code is None:
+            return "is running"
+        return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "args": self.args, "log_path": self.log_path, "pid": self.pid}
+
+
+# -- stopping --
+
+def remove_all_pods(socket_path: str) -> int:
+    """Stop (10 s grace) and remove every container and sandbox of the runtime; how many sandboxes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from timonel.node_agent.runtime.client import RuntimeClient
+
+    with RuntimeClient(socket_path, timeout=120) as rt:
+        def container(cid: str) -> None:
+            try:
+                rt.stop_container(cid, timeout=10)
+                rt.remove_container(cid)
+            except grpc.RpcError as e:
+                log.warning("container not removed id=%s err=%s", cid, e.details())  # type: ignore[attr-defined]
+
+        def sandbox(sid: str) -> None:
+            try:
+                rt.stop_sandbox(sid)
+                rt.remove_sandbox(sid)
+            except grpc.RpcError as e:
+                log.warning("sandbox not removed id=%s err=%s", sid, e.details())  # type: ignore[attr-defined]
+
+        # Wide: containers that ignore SIGTERM each hold a call for their grace period.
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(container, [c.id for c in rt.list_containers()]))
+            sandboxes = [s.id for s in rt.list_sandboxes()]
+            list(pool.map(sandbox, sandboxes))
+    return len(sandboxes)
+
+
+def unmount_under(root: str) -> None:
+    """Unmount what the agent mounted below `root` (memory emptyDirs), deepest first."""
+    prefix = os.path.realpath(root) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def shutdown(children: dict[str, Child], runtime_socket: str, data_dir: str) -> None:
+    """Agent, then the pods through the runtime, then the runtime, then the server."""
+    if "agent" in children:
+        children["agent"].stop(30)
+    runtime = children.get("runtime")
+    if runtime is not None and runtime.running():
+        try:
+            n = remove_all_pods(runtime_socket)
+            log.info("pods removed sandboxes=%d", n)
+        except Exception as e:  # the runtime must still be stopped
+            log.warning("could not remove the pods err=%r", e)
+            print(f"warning: could not remove every pod through the runtime: {e}", file=sys.stderr,
+                  flush=True)
+    unmount_under(os.path.join(data_dir, "agent", "pods"))
+    if runtime is not None:
+        runtime.stop(30)
+    if "server" in children:
+        children["server"].stop(60)
+
+
+# -- the supervisor process --
+
+def handoff(children: list[Child], runtime_socket: str, data_dir: str) -> None:
+    """Become the supervisor (never returns). SIGINT/SIGTERM stay blocked over the exec, so
+    one arriving now is handled by the supervisor, not lost and not fatal."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    state = {"children": [c.to_json() for c in children], "runtime_socket": runtime_socket,
+             "data_dir": data_dir, "log_level": logging.getLogger().getEffectiveLevel()}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "timonel.cli.up_supervisor", json.dumps(state)])
+
+
+def supervise(children: dict[str, Child], stop: list[int]) -> Child | None:
+    """Wait for a signal (None) or a dead child (that child)."""
+    while not stop:
+        for child in children.values():
+            if child.exit_code() is not None:
+                log.error("child exited name=%s code=%s", child.name, child.returncode)
+                return child
+        time.sleep(0.5)
+    return None
+
+
+def main(state_json: str) -> int:
+    state = json.loads(state_json)
+    logging.basicConfig(level=state["log_level"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    children = {c["name"]: Child(c["name"], c["args"], c["log_path"], c["pid"]) for c in state["children"]}
+    dead = supervise(children, stop)
+    data_dir = state["data_dir"]
+    if dead is None:
+        print("stopping: agent, pods, runtime, server", flush=True)
+        shutdown(children, state["runtime_socket"], data_dir)
+        print("stopped", flush=True)
+        return 0
+    print(f"error [UP_CHILD_EXITED]: the {dead.name} {dead.describe_exit()}; the last lines of its log "
+          f"({dead.log_path}):\n{dead.tail()}\nstopping everything", file=sys.stderr, flush=True)
+    shutdown(children, state["runtime_socket"], data_dir)
+    print(f"  advice: fix the cause shown in {dead.log_path} and run timonel up --data-dir {data_dir} "
+          "again", file=sys.stderr, flush=True)
+    return EXIT_CHILD_DIED
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1]))
+    except OSError as e:
+        print(f"error [UP_SUPERVISOR]: {e}", file=sys.stderr)
+        sys.exit(EXIT_CHILD_DIED)

@@ -66,6 +66,7 @@ class UpCluster:
     pod_cidr: str
     runtime_socket: str
     proc: subprocess.Popen[bytes]
+    argv: list[str]
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -96,31 +97,21 @@ class UpCluster:
         return path.read_text(errors="replace")[-6000:] if path.exists() else ""
 
 
-def _start(base: Path) -> UpCluster:
-    data = base / "data"
-    (data / "images").mkdir(parents=True)
-    files = load_busybox_module().write_busybox_image(base / "image")
-    shutil.copy(files["docker_archive"], data / "images" / "busybox.tar")
-    tag = uuid.uuid4().hex[:6]
-    port = free_port()
-    node = f"e2e-{tag}"
-    # A /24 of its own in the controllers' cluster CIDR (10.244.0.0/16), away from the
-    # IPAM's first subnets, so that another cluster on this machine routes elsewhere.
-    pod_cidr = f"10.244.{random.randint(128, 250)}.0/24"
-    sock = str(data / "rt.sock")
-    out = open(data / "up.log", "wb")  # noqa: SIM115 - the child writes to it until tear-down
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "timonel.cli.main", "up", "--data-dir", str(data), "--port", str(port),
-         "--node-name", node, "--pod-cidr", pod_cidr, "--runtime-socket", sock, "--bridge", f"tmnl{tag}",
-         "--agent-port", "0"],
-        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    out.close()
+def _launch(argv: list[str], data: Path) -> UpCluster:
+    """Run `timonel up` (output appended to DATA/up.log) and wait until it says it is up."""
     log = data / "up.log"
+    offset = log.stat().st_size if log.exists() else 0
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
 
     def up() -> bool:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
         if proc.poll() is not None:
-            raise RuntimeError(f"timonel up exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        return "timonel is up" in log.read_text(errors="replace")
+            raise RuntimeError(f"timonel up exited with {proc.returncode}:\n{text}")
+        return "timonel is up" in text
     try:
         wait_for("timonel up to say it is up", up, timeout=START_TIMEOUT)
     except BaseException:
@@ -132,7 +123,39 @@ def _start(base: Path) -> UpCluster:
     http.trust_env = False  # REQUESTS_CA_BUNDLE or proxies in the environment must not apply
     http.verify = str(data / "tls" / "ca.crt")
     http.headers["Authorization"] = f"Bearer {cfg.token}"
-    return UpCluster(data, kubeconfig, cfg.server, http, node, pod_cidr, sock, proc)
+
+    def flag(name: str) -> str:
+        return argv[argv.index(name) + 1]
+    return UpCluster(data, kubeconfig, cfg.server, http, flag("--node-name"), flag("--pod-cidr"),
+                     flag("--runtime-socket"), proc, argv)
+
+
+def start_up(base: Path) -> UpCluster:
+    """A new cluster in BASE/data, with the busybox image in its DATA/images."""
+    data = base / "data"
+    (data / "images").mkdir(parents=True)
+    files = load_busybox_module().write_busybox_image(base / "image")
+    shutil.copy(files["docker_archive"], data / "images" / "busybox.tar")
+    tag = uuid.uuid4().hex[:6]
+    # A /24 of its own in the controllers' cluster CIDR (10.244.0.0/16), away from the
+    # IPAM's first subnets, so that another cluster on this machine routes elsewhere.
+    pod_cidr = f"10.244.{random.randint(128, 250)}.0/24"
+    argv = [sys.executable, "-m", "timonel.cli.main", "up", "--data-dir", str(data),
+            "--port", str(free_port()), "--node-name", f"e2e-{tag}", "--pod-cidr", pod_cidr,
+            "--runtime-socket", str(data / "rt.sock"), "--bridge", f"tmnl{tag}", "--agent-port", "0"]
+    return _launch(argv, data)
+
+
+def restart_up(cluster: UpCluster) -> UpCluster:
+    """`timonel up` again, same flags and data dir (the earlier one must have exited)."""
+    assert cluster.proc.poll() is not None, "stop the running timonel up first"
+    cluster.http.close()
+    return _launch(cluster.argv, cluster.data_dir)
+
+
+def stop_up(cluster: UpCluster) -> int | None:
+    """SIGTERM; `up`'s exit code, None if it needed SIGKILL after STOP_TIMEOUT."""
+    return _stop(cluster.proc, cluster.data_dir)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -174,7 +197,7 @@ def up_cluster() -> Iterator[UpCluster]:
         pytest.skip("needs root: timonel up runs the container runtime (namespaces, cgroups, mounts, "
                     "network interfaces) and the node agent")
     base = Path(tempfile.mkdtemp(prefix="tmnl-e2e-"))
-    cluster = _start(base)
+    cluster = start_up(base)
     try:
         yield cluster
     finally:
