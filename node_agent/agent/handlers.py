@@ -117,7 +117,7 @@ def _socket_in(netns: str | None, family: int) -> socket.socket:
             raise
 
 
-async def _connect(target: Target, host: str, port: int, deadline: float) -> socket.socket:
+async def connect(target: Target, host: str, port: int, deadline: float) -> socket.socket:
     """A connected non-blocking socket to host:port from the target's namespace."""
     try:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
@@ -136,7 +136,7 @@ async def _connect(target: Target, host: str, port: int, deadline: float) -> soc
     return sock
 
 
-def _net_error(e: BaseException) -> str:
+def net_error(e: BaseException) -> str:
     if isinstance(e, TimeoutError):
         return "i/o timeout"
     if isinstance(e, OSError) and (e.errno or e.strerror):
@@ -150,14 +150,14 @@ async def tcp_check(target: Target, host: str, port: int, timeout: float) -> Out
     """Success when a TCP connection opens (and is closed at once)."""
     host = host or target.pod_ip
     try:
-        sock = await _connect(target, host, port, time.monotonic() + timeout)
+        sock = await connect(target, host, port, time.monotonic() + timeout)
     except (OSError, TimeoutError) as e:
-        return Outcome(False, f"dial tcp {_hostport(host, port)}: connect: {_net_error(e)}")
+        return Outcome(False, f"dial tcp {hostport(host, port)}: connect: {net_error(e)}")
     sock.close()
     return Outcome(True)
 
 
-def _hostport(host: str, port: int) -> str:
+def hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -170,8 +170,8 @@ async def http_get(target: Target, action: Obj, container: Obj, timeout: float,
     path = str(action.get("path") or "/")
     if not path.startswith("/"):
         path = "/" + path
-    url = f"{scheme}://{_hostport(host, port)}{path}"
-    headers = {"Host": _hostport(host, port), "User-Agent": user_agent, "Accept": "*/*"}
+    url = f"{scheme}://{hostport(host, port)}{path}"
+    headers = {"Host": hostport(host, port), "User-Agent": user_agent, "Accept": "*/*"}
     for h in action.get("httpHeaders") or []:
         # A header the probe names replaces the default of the same name (upstream).
         for k in [k for k in headers if k.lower() == str(h.get("name", "")).lower()]:
@@ -179,9 +179,9 @@ async def http_get(target: Target, action: Obj, container: Obj, timeout: float,
         headers[str(h.get("name"))] = str(h.get("value", ""))
     deadline = time.monotonic() + timeout
     try:
-        sock = await _connect(target, host, port, deadline)
+        sock = await connect(target, host, port, deadline)
     except (OSError, TimeoutError) as e:
-        return None, Outcome(False, f'Get "{url}": dial tcp {_hostport(host, port)}: connect: {_net_error(e)}')
+        return None, Outcome(False, f'Get "{url}": dial tcp {hostport(host, port)}: connect: {net_error(e)}')
     try:
         code, body = await asyncio.wait_for(_exchange(sock, scheme, host, path, headers),
                                             max(0.0, deadline - time.monotonic()))
@@ -189,7 +189,7 @@ async def http_get(target: Target, action: Obj, container: Obj, timeout: float,
         return None, Outcome(False, f'Get "{url}": context deadline exceeded '
                                     "(Client.Timeout exceeded while awaiting headers)")
     except (OSError, ValueError, ssl.SSLError) as e:
-        return None, Outcome(False, f'Get "{url}": {_net_error(e)}')
+        return None, Outcome(False, f'Get "{url}": {net_error(e)}')
     finally:
         sock.close()
     if 200 <= code < 400:

@@ -30,6 +30,7 @@ from timonel.node_agent.runtime.api import runtime_pb2 as pb
 from timonel.node_agent.runtime.client import RuntimeClient
 
 from . import handlers
+from .grpcprobe import grpc_check
 from .handlers import HandlerError, Outcome, Target
 from .status import PodRuntimeState
 
@@ -239,22 +240,20 @@ class ProbeManager:
                 assert self.runtime is not None
                 command = [str(x) for x in (h["exec"].get("command") or [])]
                 return await handlers.exec_check(self.runtime, w.cid, command, timeout)
-            if kind in ("httpGet", "tcpSocket"):
-                host_net = bool((w.pod.get("spec") or {}).get("hostNetwork"))
-                target = await self.target(w.uid, w.sid, w.pod_ip, host_net)
-                if kind == "httpGet":
-                    _, out = await handlers.http_get(target, h["httpGet"], w.container, timeout,
-                                                     handlers.PROBE_AGENT)
-                    return out
-                action = h["tcpSocket"]
-                port = handlers.resolve_port(action.get("port"), w.container)
-                return await handlers.tcp_check(target, str(action.get("host") or ""), port, timeout)
+            if kind not in ("httpGet", "tcpSocket", "grpc"):
+                return Outcome(False, "the probe names no action (exec, httpGet, tcpSocket, grpc)",
+                               errored=True)
+            host_net = bool((w.pod.get("spec") or {}).get("hostNetwork"))
+            target = await self.target(w.uid, w.sid, w.pod_ip, host_net)
+            action = h[kind]
+            if kind == "httpGet":
+                return (await handlers.http_get(target, action, w.container, timeout, handlers.PROBE_AGENT))[1]
+            if kind == "grpc":
+                return await grpc_check(target, int(action.get("port") or 0), str(action.get("service") or ""),
+                                        timeout)
+            port = handlers.resolve_port(action.get("port"), w.container)
+            return await handlers.tcp_check(target, str(action.get("host") or ""), port, timeout)
         except HandlerError as e:
             return Outcome(False, str(e), errored=True)
         except OSError as e:  # the namespace could not be entered (the sandbox is going away)
             return Outcome(False, f"cannot reach the pod's network: {e}", errored=True)
-        if kind == "grpc":
-            return Outcome(False, "grpc probes are not supported by this node agent; "
-                                  "use an exec probe running grpc_health_probe", errored=True)
-        return Outcome(False, "the probe names no action (exec, httpGet, tcpSocket)", errored=True)
-
