@@ -45,9 +45,11 @@ class Env:
     home: Path
 
     def kubectl(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, KUBECONFIG=self.cluster.server.kubeconfig, HOME=str(self.home))
         return subprocess.run([KUBECTL, "-n", self.ns, *args], input=input, capture_output=True,
-                              text=True, env=env, timeout=timeout)
+                              text=True, env=self.environ(), timeout=timeout)
+
+    def environ(self) -> dict[str, str]:
+        return dict(os.environ, KUBECONFIG=self.cluster.server.kubeconfig, HOME=str(self.home))
 
     def ok(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
         p = self.kubectl(*args, input=input, timeout=timeout)
@@ -101,15 +103,32 @@ def test_node_publishes_agent_endpoint(env: Env) -> None:
 
 
 def test_logs_follow_tail_timestamps_limit_since(env: Env) -> None:
+    # The container ends when the test says so (the file /tmp/go), so `logs -f`
+    # is seen streaming while it runs, whatever the machine's load.
     script = ('for i in 1 2 3 4 5; do echo "line $i"; done; sleep 1; echo oops >&2; sleep 1; '
-              'echo "no newline at the end" | tr -d "\\n"; echo; sleep 6; echo bye')
+              'echo "no newline at the end" | tr -d "\\n"; echo; '
+              'while [ ! -e /tmp/go ]; do sleep 0.2; done; echo bye')
     env.create_pod("talker", [{"name": "main", "command": ["sh", "-c", script]}], restart="Never")
     env.wait_running("talker")
-    started = time.monotonic()
-    followed = env.ok("logs", "-f", "talker", timeout=120)
-    assert time.monotonic() - started > 2, "logs -f returned before the container ended"
+    follow = subprocess.Popen([KUBECTL, "-n", env.ns, "logs", "-f", "talker"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env.environ())
+    try:
+        assert follow.stdout is not None
+        seen = ""
+        while "no newline at the end\n" not in seen:
+            line = follow.stdout.readline()
+            assert line, f"logs -f ended early: {seen!r} {follow.stderr.read() if follow.stderr else ''}"
+            seen += line
+        assert follow.poll() is None, "logs -f returned while the container runs"
+        env.ok("exec", "talker", "--", "touch", "/tmp/go")
+        rest, err = follow.communicate(timeout=120)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.communicate()
+    assert follow.returncode == 0, err
     expected = "".join(f"line {i}\n" for i in range(1, 6)) + "oops\nno newline at the end\nbye\n"
-    assert followed == expected
+    assert seen + rest == expected
     env.wait_phase("talker", "Succeeded")
 
     assert env.ok("logs", "talker") == expected
@@ -272,9 +291,8 @@ def test_attach_streams_output(env: Env) -> None:
     env.create_pod("ticker", [{"name": "main", "command": ["sh", "-c",
                                                             "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.3; done"]}])
     env.wait_running("ticker")
-    envvars = dict(os.environ, KUBECONFIG=env.cluster.server.kubeconfig, HOME=str(env.home))
     proc = subprocess.Popen([KUBECTL, "-n", env.ns, "attach", "ticker"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=envvars)
+                            stderr=subprocess.PIPE, text=True, env=env.environ())
     try:
         assert proc.stdout is not None
         lines: list[str] = []
