@@ -263,3 +263,23 @@ def test_pre_stop_runs_before_sigterm_on_deletion(cluster: Cluster) -> None:
     wait_for("the pod object to go", lambda: c.get(f"/api/v1/namespaces/{ns}/pods/bye") is None, timeout=90)
     assert time.monotonic() - started >= 3.0  # the trap's sleep ran: SIGTERM, not SIGKILL
     assert not any(r == "FailedPreStopHook" for r, _ in events(c, ns))
+
+
+def test_host_network_pod_is_probed_in_the_node_namespace(cluster: Cluster) -> None:
+    # The runtime's node namespace is not the agent's: the probe must be made in there.
+    c = cluster
+    ns = c.namespace()
+    port = 20000 + os.getpid() % 20000
+    make_pod(c, ns, "hostnet", [
+        {"name": "web", "command": ["sh", "-c", f"mkdir -p /www && echo ok > /www/index.html && "
+                                    f"exec httpd -f -p {port} -h /www"],
+         "startupProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1, "failureThreshold": 30},
+         "readinessProbe": {"httpGet": {"path": "/index.html", "port": port}, "periodSeconds": 1}},
+    ], hostNetwork=True)
+
+    def ready() -> dict[str, Any] | None:
+        p = get_pod(c, ns, "hostnet")
+        return p if conditions(p)["Ready"]["status"] == "True" else None
+    pod = wait_for("the pod to be Ready", ready, timeout=60)
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"]
+    assert container(pod, "web")["started"] is True
