@@ -37,6 +37,7 @@ class LogOptions:
     since_ns: int | None = None  # drop lines before this time (ns since the epoch)
     timestamps: bool = False
     limit_bytes: int | None = None
+    stream: str = ""  # "stdout" or "stderr" (PodLogOptions.stream Stdout/Stderr); "": both
 
 
 def _bool(query: Mapping[str, str], key: str) -> bool:
@@ -97,6 +98,11 @@ def parse_options(query: Mapping[str, str], now_ns: int | None = None) -> LogOpt
                       timestamps=_bool(query, "timestamps"),
                       tail_lines=_positive(query, "tailLines", 0),
                       limit_bytes=_positive(query, "limitBytes", 1))
+    stream = query.get("stream") or "All"
+    if stream not in ("All", "Stdout", "Stderr"):
+        raise OptionError(f'stream: Unsupported value: "{stream}": supported values: "All", '
+                          '"Stderr", "Stdout"')
+    opts.stream = "" if stream == "All" else stream.lower()
     since_seconds = _positive(query, "sinceSeconds", 1)
     since_time = query.get("sinceTime") or ""
     if since_seconds is not None and since_time:
@@ -147,6 +153,8 @@ class Formatter:
         if line is None or self.done:
             return b""
         if self.opts.since_ns is not None and line.ns < self.opts.since_ns:
+            return b""
+        if self.opts.stream and line.stream != self.opts.stream:
             return b""
         out = line.content + (b"\n" if line.full else b"")
         if self.opts.timestamps and self._new_line:

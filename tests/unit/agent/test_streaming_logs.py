@@ -94,6 +94,16 @@ def test_since_and_limit(tmp_path: Path) -> None:
     assert read_all(p, LogOptions(limit_bytes=6, timestamps=True)) == b"2023-1"
 
 
+def test_one_stream(tmp_path: Path) -> None:
+    p = tmp_path / "0.log"
+    write_log(p, SAMPLE)
+    assert read_all(p, logs.parse_options({"stream": "Stderr"})) == b"two\n"
+    assert read_all(p, logs.parse_options({"stream": "Stdout"})) == b"one\nthree\nfour\n"
+    assert read_all(p, logs.parse_options({"stream": "All"})) == b"one\ntwo\nthree\nfour\n"
+    with pytest.raises(OptionError, match="Unsupported value"):
+        logs.parse_options({"stream": "stdout"})
+
+
 def test_follow_reads_new_lines_and_a_rotation_until_the_end(tmp_path: Path) -> None:
     p = tmp_path / "0.log"
     write_log(p, SAMPLE[:1])
