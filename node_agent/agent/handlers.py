@@ -235,7 +235,7 @@ async def exec_check(runtime: RuntimeClient, cid: str, command: list[str], timeo
         resp = await asyncio.to_thread(runtime.exec_sync, cid, command, max(1, int(timeout)))
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # type: ignore[attr-defined]
-            return Outcome(False, f"command {' '.join(command)!r} timed out")
+            return Outcome(False, f"command {json.dumps(' '.join(command))} timed out")
         return Outcome(False, str(e.details()), errored=True)  # type: ignore[attr-defined]
     output = (resp.stdout + resp.stderr).decode("utf-8", "replace")
     return Outcome(resp.exit_code == 0, output)

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from timonel.node_agent.agent import hooks
-from timonel.node_agent.agent.handlers import Target
+from timonel.node_agent.agent.handlers import Target, exec_check
 from timonel.node_agent.runtime.api import runtime_pb2 as pb
 
 POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": {}}
@@ -32,8 +32,11 @@ class FakeRuntime:
 
 
 class Refused(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION) -> None:
+        self._code = code
+
     def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.FAILED_PRECONDITION
+        return self._code
 
     def details(self) -> str:
         return "container is not running"
@@ -105,3 +108,17 @@ async def test_pre_stop_uses_up_the_grace_but_leaves_two_seconds() -> None:
     rt = FakeRuntime()
     assert await hooks.pre_stop(rt, POD, c, "c1", loopback, 0) == (0, None)  # type: ignore[arg-type]
     assert rt.calls == []
+
+
+async def test_exec_probe_verdicts() -> None:
+    rt = FakeRuntime(exit_code=1, output=b"not yet\n")
+    out = await exec_check(rt, "c1", ["cat", "/tmp/x"], 1.0)  # type: ignore[arg-type]
+    assert (out.ok, out.message, out.errored) == (False, "not yet\n", False)
+    assert rt.calls == [("c1", ["cat", "/tmp/x"], 1)]
+    out = await exec_check(FakeRuntime(), "c1", ["true"], 1.0)  # type: ignore[arg-type]
+    assert out.ok
+    timed_out = FakeRuntime(error=Refused(grpc.StatusCode.DEADLINE_EXCEEDED))
+    out = await exec_check(timed_out, "c1", ["sleep", "9"], 1.0)  # type: ignore[arg-type]
+    assert (out.ok, out.message, out.errored) == (False, 'command "sleep 9" timed out', False)
+    out = await exec_check(FakeRuntime(error=Refused()), "c1", ["true"], 1.0)  # type: ignore[arg-type]
+    assert (out.ok, out.message, out.errored) == (False, "container is not running", True)
