@@ -58,14 +58,22 @@ def test_eviction_deletes_pod(api_server: ApiServer, http: requests.Session, nam
     assert http.get(f"{base}/ev").status_code == 404
 
 
-def test_logs_and_exec_wait_for_node_agents(api_server: ApiServer, http: requests.Session,
-                                            namespace: str) -> None:
+def test_logs_and_exec_need_a_node_agent(api_server: ApiServer, http: requests.Session,
+                                         namespace: str) -> None:
     base = f"{api_server.url}/api/v1/namespaces/{namespace}/pods"
     http.post(base, json={"metadata": {"name": "l"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    # Not scheduled yet: an empty log (as upstream), and nothing to exec in.
+    r = http.get(f"{base}/l/log")
+    assert r.status_code == 200 and r.text == ""
+    r = http.get(f"{base}/l/exec", params={"command": "ls", "stdout": "true"})
+    assert r.status_code == 400 and r.json()["message"] == "pod l does not have a host assigned"
+    # On a node that has no agent (no Node object): 503, saying so.
+    http.post(base, json={"metadata": {"name": "g"}, "spec": {"nodeName": "ghost",
+                                                              "containers": [{"name": "c", "image": "x"}]}})
     for sub, params in (("log", {"container": "c"}), ("exec", {"command": "ls", "stdout": "true"})):
-        r = http.get(f"{base}/l/{sub}", params=params)
+        r = http.get(f"{base}/g/{sub}", params=params)
         assert r.status_code == 503, r.text
-        assert r.json()["reason"] == "ServiceUnavailable" and "node agent" in r.json()["message"]
+        assert r.json()["reason"] == "ServiceUnavailable" and '"ghost"' in r.json()["message"]
     assert http.get(f"{base}/missing/log").status_code == 404
 
 
