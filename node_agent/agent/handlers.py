@@ -21,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ PROBE_AGENT = "kube-probe/1.31"
 HOOK_AGENT = "kube-lifecycle/1.31"
 # Upstream reads at most 10 KiB of a probe's response body.
 BODY_LIMIT = 10 * 1024
+MAX_REDIRECTS = 10
 
 
 @dataclass
@@ -163,14 +165,16 @@ def hostport(host: str, port: int) -> str:
 
 async def http_get(target: Target, action: Obj, container: Obj, timeout: float,
                    user_agent: str) -> tuple[int | None, Outcome]:
-    """One GET as the kubelet sends it: (status code or None, outcome with 200 <= code < 400)."""
+    """One GET as the kubelet sends it: (status code or None, outcome with 200 <= code < 400).
+
+    Redirects to the same host are followed (at most 10); one to another host ends
+    the probe with the redirect's code, as upstream."""
     scheme = str(action.get("scheme") or "HTTP").lower()
     host = str(action.get("host") or target.pod_ip)
     port = resolve_port(action.get("port", 80 if scheme == "http" else 443), container)
     path = str(action.get("path") or "/")
     if not path.startswith("/"):
         path = "/" + path
-    url = f"{scheme}://{hostport(host, port)}{path}"
     headers = {"Host": hostport(host, port), "User-Agent": user_agent, "Accept": "*/*"}
     for h in action.get("httpHeaders") or []:
         # A header the probe names replaces the default of the same name (upstream).
@@ -178,27 +182,40 @@ async def http_get(target: Target, action: Obj, container: Obj, timeout: float,
             del headers[k]
         headers[str(h.get("name"))] = str(h.get("value", ""))
     deadline = time.monotonic() + timeout
-    try:
-        sock = await connect(target, host, port, deadline)
-    except (OSError, TimeoutError) as e:
-        return None, Outcome(False, f'Get "{url}": dial tcp {hostport(host, port)}: connect: {net_error(e)}')
-    try:
-        code, body = await asyncio.wait_for(_exchange(sock, scheme, host, path, headers),
-                                            max(0.0, deadline - time.monotonic()))
-    except TimeoutError:
-        return None, Outcome(False, f'Get "{url}": context deadline exceeded '
-                                    "(Client.Timeout exceeded while awaiting headers)")
-    except (OSError, ValueError, ssl.SSLError) as e:
-        return None, Outcome(False, f'Get "{url}": {net_error(e)}')
-    finally:
-        sock.close()
+    url = f"{scheme}://{hostport(host, port)}{path}"
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            sock = await connect(target, host, port, deadline)
+        except (OSError, TimeoutError) as e:
+            return None, Outcome(False, f'Get "{url}": dial tcp {hostport(host, port)}: connect: {net_error(e)}')
+        try:
+            code, location, body = await asyncio.wait_for(_exchange(sock, scheme, host, path, headers),
+                                                          max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return None, Outcome(False, f'Get "{url}": context deadline exceeded '
+                                        "(Client.Timeout exceeded while awaiting headers)")
+        except (OSError, ValueError, ssl.SSLError) as e:
+            return None, Outcome(False, f'Get "{url}": {net_error(e)}')
+        finally:
+            sock.close()
+        if not (300 <= code < 400 and location):
+            break
+        nxt = urllib.parse.urlsplit(urllib.parse.urljoin(url, location))
+        if nxt.hostname != host.strip("[]") or nxt.scheme not in ("http", "https"):
+            break  # another host: not followed, the redirect's code decides
+        scheme, url = nxt.scheme, urllib.parse.urlunsplit(nxt)
+        port = nxt.port or (80 if scheme == "http" else 443)
+        path = (nxt.path or "/") + (f"?{nxt.query}" if nxt.query else "")
+    else:
+        return None, Outcome(False, f'Get "{url}": stopped after {MAX_REDIRECTS} redirects')
     if 200 <= code < 400:
         return code, Outcome(True, body)
     return code, Outcome(False, f"HTTP probe failed with statuscode: {code}")
 
 
 async def _exchange(sock: socket.socket, scheme: str, host: str, path: str,
-                    headers: dict[str, str]) -> tuple[int, str]:
+                    headers: dict[str, str]) -> tuple[int, str, str]:
+    """(status code, Location header, body) of one GET on a connected socket."""
     tls = None
     if scheme == "https":
         # As upstream: HTTPS probes do not verify the certificate.
@@ -215,12 +232,15 @@ async def _exchange(sock: socket.socket, scheme: str, host: str, path: str,
         parts = status.decode("latin-1").split(None, 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
             raise ValueError(f"malformed HTTP response {status[:80]!r}")
-        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-            pass
+        location = ""
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "location":
+                location = value.strip()
         body = b""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             body = await reader.read(BODY_LIMIT)
-        return int(parts[1]), body.decode("utf-8", "replace")
+        return int(parts[1]), location, body.decode("utf-8", "replace")
     finally:
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):

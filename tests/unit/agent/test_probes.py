@@ -193,7 +193,8 @@ def test_named_and_numbered_ports() -> None:
         handlers.resolve_port("admin", c)
 
 
-async def _http_server(codes: dict[str, int], seen: list[bytes]) -> tuple[asyncio.Server, int]:
+async def _http_server(codes: dict[str, int], seen: list[bytes],
+                       moves: dict[str, str] | None = None) -> tuple[asyncio.Server, int]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -201,9 +202,10 @@ async def _http_server(codes: dict[str, int], seen: list[bytes]) -> tuple[asynci
             writer.close()
             return
         seen.append(head)
-        path = head.split()[1].decode()
+        path = head.split()[1].decode().split("?")[0]
         code = codes.get(path, 404)
-        writer.write(f"HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nok".encode())
+        location = f"Location: {(moves or {})[path]}\r\n" if path in (moves or {}) else ""
+        writer.write(f"HTTP/1.1 {code} X\r\n{location}Content-Length: 2\r\n\r\nok".encode())
         await writer.drain()
         writer.close()
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
@@ -212,7 +214,10 @@ async def _http_server(codes: dict[str, int], seen: list[bytes]) -> tuple[asynci
 
 async def test_http_get_and_tcp_against_loopback() -> None:
     seen: list[bytes] = []
-    server, port = await _http_server({"/ok": 200, "/moved": 302, "/bad": 500}, seen)
+    moves = {"/moved": "/bad", "/away": "http://elsewhere.invalid/", "/loop": "/loop?again=1",
+             "/fine": "ok"}
+    server, port = await _http_server({"/ok": 200, "/moved": 302, "/bad": 500, "/away": 301,
+                                       "/loop": 302, "/fine": 307}, seen, moves)
     target = Target(None, "127.0.0.1")
     c = {"name": "web", "ports": [{"name": "http", "containerPort": port}]}
     try:
@@ -221,7 +226,14 @@ async def test_http_get_and_tcp_against_loopback() -> None:
         assert (code, out.ok, out.message) == (200, True, "ok")
         assert b"X-Probe: 1\r\n" in seen[0] and b"user-agent: mine\r\n" in seen[0]
         assert b"kube-probe" not in seen[0] and b"GET /ok HTTP/1.1\r\n" in seen[0]
-        assert (await handlers.http_get(target, {"path": "/moved", "port": port}, c, 2, "x"))[1].ok
+        # Redirects: followed on the same host, not to another one, 10 at most.
+        assert (await handlers.http_get(target, {"path": "/fine", "port": port}, c, 2, "x"))[0] == 200
+        code, out = await handlers.http_get(target, {"path": "/moved", "port": port}, c, 2, "x")
+        assert (code, out.ok) == (500, False)
+        code, out = await handlers.http_get(target, {"path": "/away", "port": port}, c, 2, "x")
+        assert (code, out.ok) == (301, True)
+        code, out = await handlers.http_get(target, {"path": "/loop", "port": port}, c, 2, "x")
+        assert not out.ok and out.message.endswith("stopped after 10 redirects"), out.message
         code, out = await handlers.http_get(target, {"path": "bad", "port": port}, c, 2, "x")
         assert (code, out.ok, out.message) == (500, False, "HTTP probe failed with statuscode: 500")
         assert (await handlers.tcp_check(target, "", port, 2)).ok
