@@ -19,7 +19,7 @@ def test_server_and_token_with_ca(tmp_path: Path) -> None:
     ca = tmp_path / "ca.crt"
     ca.write_bytes(b"-----BEGIN CERTIFICATE-----\n")
     cfg = _cluster_config(parse("--server", "https://127.0.0.1:6443", "--token", "t0k",
-                                "--certificate-authority", str(ca)))
+                                "--certificate-authority", str(ca)), "n1")
     assert (cfg.server, cfg.token, cfg.ca_pem) == ("https://127.0.0.1:6443", "t0k", ca.read_bytes())
 
 
@@ -28,10 +28,12 @@ def test_server_and_token_with_ca(tmp_path: Path) -> None:
     (("--server", "https://127.0.0.1:6443", "--token", "t"), "AGENT_CA"),
     (("--server", "https://x", "--certificate-authority", "/nonexistent/ca.crt"), "AGENT_CA"),
     (("--kubeconfig", "/nonexistent/kubeconfig"), "KUBECONFIG"),
+    # Shaped like a join token (K10...::) but not one: refused before any request.
+    (("--server", "https://127.0.0.1:6443", "--token", "K10abc::node:x"), "AGENT_JOIN_TOKEN"),
 ])
 def test_bad_flags_are_config_failures(argv: tuple[str, ...], reason: str) -> None:
     with pytest.raises(Failure) as err:
-        _cluster_config(parse(*argv))
+        _cluster_config(parse(*argv), "n1")
     assert err.value.reason == reason and err.value.exit_code == EXIT_CONFIG and err.value.advice
 
 
