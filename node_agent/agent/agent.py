@@ -92,6 +92,7 @@ class Agent:
         self._fingerprints: dict[str, tuple[tuple[str, int], ...]] = {}
         self._synced_at: dict[str, float] = {}
         self.thresholds = eviction.parse_thresholds(config.eviction_hard)
+        self.pressure = nodes.Pressure()  # as last observed: new pods are admitted against it
         self._streaming: web.AppRunner | None = None
         self.streaming_port = 0
 
@@ -219,7 +220,9 @@ class Agent:
     def _observe(self) -> tuple[dict[str, eviction.Observation], list[eviction.Threshold]]:
         """The eviction signals now, and the thresholds they are under (Node conditions come from them)."""
         observed = eviction.observe(self.config.data_dir)
-        return observed, eviction.thresholds_met(self.thresholds, observed)
+        met = eviction.thresholds_met(self.thresholds, observed)
+        self.pressure = eviction.pressure_of(met)
+        return observed, met
 
     async def _evict_one(self, observed: dict[str, eviction.Observation],
                          met: list[eviction.Threshold]) -> None:
@@ -233,8 +236,11 @@ class Agent:
         if uid not in self._tasks:  # else a sync of it is running: next pass
             self._spawn(uid, self._evict(pod, message))
 
-    async def _evict(self, pod: Obj, message: str) -> None:
-        await eviction.evict_pod(self.ctx, pod, message)
+    async def _evict(self, pod: Obj, message: str, rejected: bool = False) -> None:
+        if rejected:
+            await eviction.reject_pod(self.ctx, pod, message)
+        else:
+            await eviction.evict_pod(self.ctx, pod, message)
         # A sync of the informer's older copy (not yet Failed) would start the pod again.
         md = pod["metadata"]
         for _ in range(100):
@@ -306,6 +312,14 @@ class Agent:
                 if uid not in self.ctx.terminated:
                     self._spawn(uid, terminate_pod(self.ctx, pod))
                 continue
+            status = pod.get("status") or {}
+            if uid not in prints and not status.get("startTime") and \
+                    status.get("phase") not in ("Succeeded", "Failed"):
+                # New here: admitted only if the node's pressure allows it (upstream's eviction admission).
+                rejected = eviction.admit(pod, self.pressure)
+                if rejected is not None:
+                    self._spawn(uid, self._evict(pod, rejected, rejected=True))
+                    continue
             fingerprint = prints.get(uid, ())
             if uid not in self._dirty and uid not in self._unsettled and \
                     self._fingerprints.get(uid) == fingerprint and \

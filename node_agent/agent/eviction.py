@@ -29,6 +29,7 @@ from timonel.api.quantity import (
     int_value,
     parse_quantity,
 )
+from timonel.api.tolerations import tolerated_by_any
 from timonel.node_agent.runtime.api import runtime_pb2 as pb
 
 from . import containers as cfgs
@@ -50,6 +51,9 @@ RESOURCE = {"memory.available": "memory", "nodefs.available": "ephemeral-storage
             "nodefs.inodesFree": "inodes", "imagefs.available": "ephemeral-storage",
             "imagefs.inodesFree": "inodes", "pid.available": "pids"}
 QOS_ORDER = {"BestEffort": 0, "Burstable": 1, "Guaranteed": 2}
+# system-cluster-critical and above: admitted whatever the pressure (upstream's IsCriticalPod).
+CRITICAL_PRIORITY = 2_000_000_000
+MEMORY_PRESSURE_TAINT = "node.kubernetes.io/memory-pressure"
 
 
 class ThresholdError(ValueError):
@@ -258,6 +262,34 @@ def _pod_usage(ctx: AgentContext) -> dict[str, PodUsage]:
         u.containers[c.metadata.name] = mem
         u.processes += int(st.process.process_count.value)
     return out
+
+
+def admit(pod: Obj, pressure: Pressure) -> str | None:
+    """Why a new pod may not start under pressure (None: admitted), as upstream's
+    eviction admission: memory pressure alone turns away BestEffort pods that do
+    not tolerate the memory-pressure taint; other pressure turns away every pod;
+    critical pods always start."""
+    conditions = [name for name, on in (("MemoryPressure", pressure.memory), ("DiskPressure", pressure.disk),
+                                        ("PIDPressure", pressure.pid)) if on]
+    if not conditions or int((pod.get("spec") or {}).get("priority") or 0) >= CRITICAL_PRIORITY:
+        return None
+    if conditions == ["MemoryPressure"]:
+        if cfgs.qos_class(pod) != "BestEffort":
+            return None
+        taint = {"key": MEMORY_PRESSURE_TAINT, "effect": "NoSchedule"}
+        if tolerated_by_any(taint, (pod.get("spec") or {}).get("tolerations") or []):
+            return None
+    return f"The node had condition: [{' '.join(conditions)}]. "
+
+
+async def reject_pod(ctx: AgentContext, pod: Obj, message: str) -> None:
+    """A pod turned away at admission: never started, Failed with upstream's reason and message."""
+    md = pod["metadata"]
+    log.warning("pod rejected pod=%s/%s message=%r", md.get("namespace"), md.get("name"), message)
+    await ctx.recorder.event(pod, WARNING, "Evicted", message)
+    state = await read_state(ctx, str(md["uid"]), "")
+    await write_status(ctx, pod, state, {"phase": "Failed", "reason": "Evicted",
+                                         "message": "Pod was rejected: " + message})
 
 
 def candidates(pods: list[Obj]) -> list[Obj]:

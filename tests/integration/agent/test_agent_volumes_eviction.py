@@ -143,6 +143,11 @@ def node_condition(c: Cluster, ctype: str) -> str:
     return next(x["status"] for x in node["status"]["conditions"] if x["type"] == ctype)
 
 
+def failed_status(c: Cluster, ns: str, name: str) -> dict[str, Any] | None:
+    st: dict[str, Any] = phase_of(c, ns, name).get("status") or {}
+    return st if st.get("phase") == "Failed" else None
+
+
 def can_lower_oom_score() -> bool:
     with open("/proc/self/status") as f:
         caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
@@ -198,6 +203,13 @@ def test_memory_pressure_evicts_best_effort_then_burstable_then_guaranteed(clust
             wait_for(f"{name}'s containers to stop", lambda uid=uid: all(  # type: ignore[misc]
                 x.state == pb.CONTAINER_EXITED for x in c.runtime.list_containers(
                     pb.ContainerFilter(label_selector={"io.kubernetes.pod.uid": uid}))))
+        # Still under pressure: a new BestEffort pod is turned away at admission, never started.
+        c.create(f"/api/v1/namespaces/{ns}/pods", pod("late", c.agent.node, [], []))
+        st = wait_for("the late pod's rejection", lambda: failed_status(c, ns, "late"))
+        assert (st["reason"], st["message"]) == (
+            "Evicted", "Pod was rejected: The node had condition: [MemoryPressure]. ")
+        late_uid = phase_of(c, ns, "late")["metadata"]["uid"]
+        assert c.runtime.list_sandboxes(pb.PodSandboxFilter(label_selector={"io.kubernetes.pod.uid": late_uid})) == []
     finally:
         c.agent.stop()
         c.agent.extra_args = []

@@ -16,6 +16,7 @@ from timonel.node_agent.agent.eviction import (
     PodUsage,
     Threshold,
     ThresholdError,
+    admit,
     candidates,
     eviction_message,
     observe,
@@ -25,6 +26,7 @@ from timonel.node_agent.agent.eviction import (
     rank,
     thresholds_met,
 )
+from timonel.node_agent.agent.node import Pressure
 
 MI = 1 << 20
 
@@ -167,3 +169,19 @@ def test_default_thresholds_do_not_fire_on_this_machine(tmp_path: Any) -> None:
         pytest.skip("this machine's disk is nearly full: the defaults rightly report pressure")
     met = thresholds_met(parse_thresholds(DEFAULT_EVICTION_HARD), observe(str(tmp_path)))
     assert [t.signal for t in met if t.signal != "memory.available"] == []
+
+
+def test_admission_under_pressure_like_upstream() -> None:
+    memory, disk = Pressure(memory=True), Pressure(disk=True)
+    assert admit(BEST_EFFORT, Pressure()) is None
+    assert admit(BEST_EFFORT, memory) == "The node had condition: [MemoryPressure]. "
+    assert admit(BURSTABLE, memory) is None and admit(GUARANTEED, memory) is None
+    tolerant = pod("tolerant")
+    tolerant["spec"]["tolerations"] = [{"key": "node.kubernetes.io/memory-pressure", "operator": "Exists",
+                                        "effect": "NoSchedule"}]
+    assert admit(tolerant, memory) is None
+    # Any other pressure turns every pod away; critical pods always start.
+    assert admit(GUARANTEED, disk) == "The node had condition: [DiskPressure]. "
+    assert admit(tolerant, Pressure(memory=True, pid=True)) == \
+        "The node had condition: [MemoryPressure PIDPressure]. "
+    assert admit(pod("critical", priority=2_000_001_000), disk) is None
