@@ -36,6 +36,7 @@ from . import containers as cfgs
 from .node import Pressure
 from .pods import AgentContext, read_state, stop_pod, write_status
 from .status import pod_status
+from .volumes import pod_dir
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class Observation:
 class PodUsage:
     memory: int = 0  # working set bytes, all containers
     processes: int = 0
+    disk: int = 0  # bytes of its volumes on the node's disk and its logs
+    inodes: int = 0
     containers: dict[str, int] = field(default_factory=dict)  # container name -> working set
 
 
@@ -199,9 +202,9 @@ def pod_request(pod: Obj, resource: str) -> int:
 
 def rank(pods: list[Obj], usage: dict[str, PodUsage], resource: str) -> list[Obj]:
     """Pods in eviction order for `resource`, as upstream's rank functions:
-    memory: usage above requests first, then lower priority, then usage above
-    requests; disk (no per-pod usage here): requests then priority; pids:
-    priority then process count. QoS (BestEffort first) breaks ties."""
+    memory and disk: usage above requests first, then lower priority, then usage
+    above requests; inodes: priority then inodes used; pids: priority then
+    process count. QoS (BestEffort first) breaks ties."""
 
     def key(pod: Obj) -> tuple[int, int, int, int]:
         u = usage.get(str(pod["metadata"].get("uid", "")), PodUsage())
@@ -212,7 +215,10 @@ def rank(pods: list[Obj], usage: dict[str, PodUsage], resource: str) -> list[Obj
             return (0 if over > 0 else 1, priority, -over, qos)
         if resource == "pids":
             return (0, priority, -u.processes, qos)
-        return (0, priority, 0, qos)
+        if resource == "inodes":
+            return (0, priority, -u.inodes, qos)
+        over = u.disk - pod_request(pod, "ephemeral-storage")
+        return (0 if over > 0 else 1, priority, -over, qos)
 
     return sorted(pods, key=key)
 
@@ -292,6 +298,32 @@ async def reject_pod(ctx: AgentContext, pod: Obj, message: str) -> None:
                                          "message": "Pod was rejected: " + message})
 
 
+def _dir_usage(path: str) -> tuple[int, int]:
+    """Bytes allocated and inodes under `path`, not crossing into mounts (tmpfs emptyDirs)."""
+    size = inodes = 0
+    for root, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(root, d))]
+        inodes += len(dirs) + len(files)
+        for name in files:
+            try:
+                size += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return size, inodes
+
+
+def add_disk_usage(ctx: AgentContext, pods: list[Obj], usage: dict[str, PodUsage]) -> None:
+    """What each pod holds on the node's disk: its volume dirs and its container logs
+    (upstream also counts the writable layer, which the runtime keeps to itself)."""
+    for pod in pods:
+        uid = str(pod["metadata"]["uid"])
+        u = usage.setdefault(uid, PodUsage())
+        for path in (pod_dir(ctx.data_dir, uid), cfgs.log_directory(ctx.data_dir, pod)):
+            size, inodes = _dir_usage(path)
+            u.disk += size
+            u.inodes += inodes
+
+
 def candidates(pods: list[Obj]) -> list[Obj]:
     """Pods that still run here: not terminal, not being deleted."""
     return [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")
@@ -322,6 +354,8 @@ async def choose_victim(ctx: AgentContext, pods: list[Obj], met: list[Threshold]
         return None
     t = met[0]
     usage = await asyncio.to_thread(_pod_usage, ctx)
+    if RESOURCE[t.signal] in ("ephemeral-storage", "inodes"):
+        await asyncio.to_thread(add_disk_usage, ctx, live, usage)
     victim = rank(live, usage, RESOURCE[t.signal])[0]
     return victim, eviction_message(victim, t, observed[t.signal],
                                     usage.get(str(victim["metadata"]["uid"]), PodUsage()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from timonel.node_agent.agent.eviction import (
     PodUsage,
     Threshold,
     ThresholdError,
+    add_disk_usage,
     admit,
     candidates,
     eviction_message,
@@ -133,6 +135,28 @@ def test_pid_and_disk_rank() -> None:
     usage = {"uid-burst": PodUsage(processes=50), "uid-be": PodUsage(processes=2)}
     assert names(rank([BEST_EFFORT, BURSTABLE], usage, "pids")) == ["burst", "be"]
     assert names(rank([GUARANTEED, BURSTABLE, BEST_EFFORT], usage, "ephemeral-storage")) == ["be", "burst", "guar"]
+    # On disk: usage over the ephemeral-storage request first, then priority, then the larger user.
+    usage = {"uid-guar": PodUsage(disk=500 * MI, inodes=9), "uid-be": PodUsage(disk=MI, inodes=1)}
+    assert names(rank([BEST_EFFORT, GUARANTEED], usage, "ephemeral-storage")) == ["guar", "be"]
+    assert names(rank([BEST_EFFORT, GUARANTEED], usage, "inodes")) == ["guar", "be"]
+    capped = pod("capped", requests={"ephemeral-storage": "1Gi"})
+    usage["uid-capped"] = PodUsage(disk=900 * MI)
+    assert names(rank([capped, BEST_EFFORT], usage, "ephemeral-storage")) == ["be", "capped"]
+
+
+def test_disk_usage_of_volumes_and_logs(tmp_path: Any) -> None:
+    ctx: Any = SimpleNamespace(data_dir=str(tmp_path))
+    p = pod("x")
+    vol = tmp_path / "pods" / "uid-x" / "volumes" / "scratch"
+    vol.mkdir(parents=True)
+    (vol / "big").write_bytes(b"\1" * (1 << 20))
+    logs = tmp_path / "logs" / "ns_x_uid-x" / "c"
+    logs.mkdir(parents=True)
+    (logs / "0.log").write_bytes(b"\1" * 8192)
+    usage: dict[str, PodUsage] = {}
+    add_disk_usage(ctx, [p, pod("empty")], usage)
+    assert usage["uid-x"].disk >= (1 << 20) + 8192 and usage["uid-x"].inodes == 5  # volumes, scratch, big, c, 0.log
+    assert usage["uid-empty"].disk == 0
 
 
 def test_candidates_skip_finished_and_deleting() -> None:
