@@ -476,11 +476,12 @@ async def test_statefulset_starts_and_stops_in_ordinal_order(
     labels = {"app": "db"}
     objs = [
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": ns},
-         "spec": {"clusterIP": "None", "selector": labels, "ports": [{"port": 80}]}},
+         "spec": {"clusterIP": "None", "selector": labels, "ports": [{"port": 8080}]}},
         {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": ns},
          "spec": {"replicas": 3, "serviceName": "db", "podManagementPolicy": "OrderedReady",
                   "selector": {"matchLabels": labels},
-                  "template": {"metadata": {"labels": labels}, "spec": pod_spec()}}},
+                  # Ready by probe: OrderedReady must wait for each one's probe.
+                  "template": {"metadata": {"labels": labels}, "spec": web_pod()}}},
     ]
     async with PodLog(client, ns, "db") as plog:
         await kubectl(up, "apply", "-f", "-", obj=objs)
