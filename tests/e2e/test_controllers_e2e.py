@@ -391,6 +391,9 @@ async def test_dead_node_pods_are_recreated_on_the_real_node(
             for p in first:
                 old = await client.get(PODS, ns, p["metadata"]["name"])
                 assert old["metadata"].get("deletionTimestamp"), "evicted, left on the dead node"
+            taints = (await client.get(NODES, "", fake))["spec"].get("taints") or []
+            assert {"node.kubernetes.io/unreachable"} <= \
+                {t["key"] for t in taints if t["effect"] == "NoExecute"}, taints
         finally:
             # Its pods go with it (force-deleted: no kubelet will finish them).
             try:
