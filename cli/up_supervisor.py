@@ -139,9 +139,11 @@ def remove_all_pods(socket_path: str) -> int:
             except grpc.RpcError as e:
                 log.warning("sandbox not removed id=%s err=%s", sid, e.details())  # type: ignore[attr-defined]
 
-        # Wide: containers that ignore SIGTERM each hold a call for their grace period.
-        with ThreadPoolExecutor(32) as pool:
-            list(pool.map(container, [c.id for c in rt.list_containers()]))
+        # All at once: a container ignoring SIGTERM holds its call for the whole grace
+        # period (the runtime waits in a pool of 256), so a narrow pool would add them up.
+        ids = [c.id for c in rt.list_containers()]
+        with ThreadPoolExecutor(min(128, max(1, len(ids)))) as pool:
+            list(pool.map(container, ids))
             sandboxes = [s.id for s in rt.list_sandboxes()]
             list(pool.map(sandbox, sandboxes))
     return len(sandboxes)
@@ -186,7 +188,8 @@ def handoff(children: list[Child], runtime_socket: str, data_dir: str) -> None:
              "data_dir": data_dir, "log_level": logging.getLogger().getEffectiveLevel()}
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "timonel.cli.up_supervisor", json.dumps(state)])
+    # The data dir first: what `ps` shows names the cluster.
+    os.execv(sys.executable, [sys.executable, "-m", "timonel.cli.up_supervisor", data_dir, json.dumps(state)])
 
 
 def supervise(children: dict[str, Child], stop: list[int]) -> Child | None:
@@ -229,7 +232,7 @@ def main(state_json: str) -> int:
 
 if __name__ == "__main__":
     try:
-        sys.exit(main(sys.argv[1]))
+        sys.exit(main(sys.argv[2]))
     except OSError as e:
         print(f"error [UP_SUPERVISOR]: {e}", file=sys.stderr)
         sys.exit(EXIT_CHILD_DIED)
