@@ -138,13 +138,14 @@ class Agent:
             m.internal_ip = self.config.node_ip
         self.ctx.host_ip = m.internal_ip
         self.ctx.memory_capacity = m.memory_bytes
-        self.ctx.allocatable = nodes.capacity(m)
+        self.ctx.allocatable = eviction.allocatable(nodes.capacity(m), self.thresholds)
         ready, why = await self._runtime_state()
         _, met = self._observe()
         conds = nodes.node_conditions([], eviction.pressure_of(met), ready, why)
         obj = nodes.node_object(self.config.node_name, m,
                                 f"{version.runtime_name}://{version.runtime_version}", conds)
         obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] = self.streaming_port
+        obj["status"]["allocatable"] = dict(self.ctx.allocatable)
         self.node = await nodes.register(self.client, obj)
         await nodes.renew_lease(self.client, self.node)
 

@@ -121,6 +121,19 @@ def parse_thresholds(text: str) -> list[Threshold]:
     return list(out.values())
 
 
+def allocatable(capacity: dict[str, str], thresholds: list[Threshold]) -> dict[str, str]:
+    """Capacity less the hard eviction reservation (memory.available, nodefs.available),
+    as upstream: what pods may use before the node evicts them."""
+    out = dict(capacity)
+    for resource, signal in (("memory", "memory.available"), ("ephemeral-storage", "nodefs.available")):
+        t = next((t for t in thresholds if t.signal == signal), None)
+        if t is None or resource not in capacity:
+            continue
+        cap = int_value(capacity[resource])
+        out[resource] = format_quantity(max(cap - threshold_quantity(t, Observation(cap, cap)), 0), BINARY_SI)
+    return out
+
+
 def _meminfo() -> dict[str, int]:
     out = {}
     with open("/proc/meminfo") as f:

@@ -19,6 +19,7 @@ from timonel.node_agent.agent.eviction import (
     ThresholdError,
     add_disk_usage,
     admit,
+    allocatable,
     candidates,
     eviction_message,
     observe,
@@ -209,3 +210,11 @@ def test_admission_under_pressure_like_upstream() -> None:
     assert admit(tolerant, Pressure(memory=True, pid=True)) == \
         "The node had condition: [MemoryPressure PIDPressure]. "
     assert admit(pod("critical", priority=2_000_001_000), disk) is None
+
+
+def test_allocatable_reserves_hard_thresholds() -> None:
+    cap = {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "100Gi", "pods": "110"}
+    assert allocatable(cap, parse_thresholds(DEFAULT_EVICTION_HARD)) == {
+        "cpu": "4", "memory": "8092Mi", "ephemeral-storage": "90Gi", "pods": "110"}
+    assert allocatable(cap, []) == cap
+    assert allocatable({"memory": "100Ki"}, parse_thresholds("memory.available<1Gi")) == {"memory": "0"}
