@@ -15,7 +15,9 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from tests.e2e.conftest import UpCluster
+from tests.integration.runtime.rtsvc_daemon import load_busybox_module
 from timonel.api.kubeconfig import load_kubeconfig
 from timonel.node_agent.runtime.client import RuntimeClient
 from timonel.node_agent.runtime.network.pod import host_veth_name
@@ -311,3 +314,31 @@ def test_example_manifests_run(up_cluster: UpCluster) -> None:
             .startswith("prepared by the init container")
     finally:
         up_cluster.kubectl("delete", "-f", examples, "--wait=true", "--timeout=90s", check=False)
+
+
+def test_image_import_makes_a_new_image_runnable(up_cluster: UpCluster, tmp_path: Path) -> None:
+    files = load_busybox_module().write_busybox_image(tmp_path, ["e2e.local/imported:v1"])
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata: {name: imported}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {name: main, image: "e2e.local/imported:v1", imagePullPolicy: Never, command: [sleep, "3600"]}
+"""
+    up_cluster.kubectl("apply", "-f", "-", input=manifest)
+    try:
+        def waiting_reason() -> str | None:
+            st = statuses(pod(up_cluster, "imported")).get("main", {})
+            return (st.get("state", {}).get("waiting") or {}).get("reason")
+        assert up_cluster.wait_for("the pod to wait for its image", waiting_reason) == "ErrImageNeverPull"
+        r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "timonel"), "image", "import",
+                            str(files["oci_tar"]), "--runtime-socket", up_cluster.runtime_socket],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "e2e.local/imported:v1" in r.stdout
+        up_cluster.wait_for("the pod to run from the imported image",
+                            lambda: ready(pod(up_cluster, "imported")), timeout=120)
+    finally:
+        up_cluster.kubectl("delete", "pod", "imported", "--wait=true", "--timeout=60s", check=False)
