@@ -17,12 +17,14 @@ import select
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ..cgroups import Cgroups
 from ..linux import SyscallsLike
 from ..linux.constants import CLONE_NEWPID, NAMESPACE_FLAGS
 from . import init
+from .init import InitConfig
 from .launch import init_config_from_dict
 from .logs import LogWriter
 from .state import proc_start_time, read_json, write_json
@@ -36,22 +38,32 @@ _DRAIN_SECONDS = 2.0
 _MAX_REQUEST = 1 << 16
 
 
+@dataclass
+class EarlyInit:
+    """The container's init, forked by a spare shim before the container was known."""
+
+    pid: int
+    control: socket.socket  # the state dir and the ready pipe go to it here
+    out_r: int
+    err_r: int
+
+
 def main(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, ready_fd: int, exited_fd: int = -1,
-         prepared: bool = False) -> None:
+         early: EarlyInit | None = None) -> None:
     """The shim's life; ends with os._exit.
 
     `exited_fd` (optional) is closed as soon as exit.json is written, so the
     runtime that created us wakes without waiting for this process to end.
-    `prepared`: spare() has already done the container-independent first steps.
+    `early`: spare() has done the container-independent first steps and forked init.
     """
     try:
-        if not prepared:
+        if early is None:
             _prepare(sys)
         _stdio(os.path.join(state_dir, "shim.log"))
         launch = read_json(os.path.join(state_dir, "launch.json"))
         if launch is None:
             raise RuntimeError(f"{state_dir}/launch.json is missing or unreadable")
-        code = _supervise(sys, cgroups, state_dir, launch, ready_fd, exited_fd)
+        code = _supervise(sys, cgroups, state_dir, launch, ready_fd, exited_fd, early)
     except BaseException as e:
         try:
             os.write(ready_fd, f"error shim: {type(e).__name__}: {e}\n".encode())
@@ -66,13 +78,15 @@ def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int) -> None:
     """A shim forked ahead of need by the fork server; ends with os._exit.
 
     Forking a Python process and its first steps in the child (copy-on-write
-    faults) take 2-3 ms: done before a container is asked for, they are off
+    faults) take 1-3 ms per process: the shim and, in a new PID namespace, the
+    container's init are forked before a container is asked for, off
     CreateContainer's path. Waits for one request on `requests` (a
     SOCK_SEQPACKET socket): {"state_dir": ...} with the ready and exited pipes
     attached, then lives as main(); EOF (the runtime has gone) ends it.
     """
     try:
         _prepare(sys)
+        early = _fork_early_init(sys, requests)
         with socket.socket(fileno=requests) as sock:
             msg, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, 2)
     except BaseException:
@@ -81,8 +95,57 @@ def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int) -> None:
     if not msg or len(fds) != 2:
         for fd in fds:
             os.close(fd)
-        os._exit(0)
-    main(sys, cgroups, json.loads(msg)["state_dir"], fds[0], fds[1], prepared=True)
+        os._exit(0)  # the early init dies with us (PR_SET_PDEATHSIG)
+    main(sys, cgroups, json.loads(msg)["state_dir"], fds[0], fds[1], early)
+
+
+def _fork_early_init(sys: SyscallsLike, requests: int) -> EarlyInit:
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sys.unshare(CLONE_NEWPID)  # applies to our children: the next fork is PID 1
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(requests)
+            ours.close()
+            # A shim that dies before this line closes `theirs`' peer: the recv below sees EOF.
+            sys.set_pdeathsig(signal.SIGKILL)
+            _init_stdio(out_w, err_w)
+            _early_init(sys, theirs)
+        except BaseException as e:
+            try:
+                os.write(2, f"timonel: early init failed: {type(e).__name__}: {e}\n".encode())
+            except OSError:
+                pass
+        os._exit(1)
+    theirs.close()
+    os.close(out_w)
+    os.close(err_w)
+    return EarlyInit(pid, ours, out_r, err_r)
+
+
+def _early_init(sys: SyscallsLike, control: socket.socket) -> None:
+    """In the early init: wait for the state dir and ready pipe, join the pod, then run as init."""
+    msg, fds, _, _ = socket.recv_fds(control, _MAX_REQUEST, 1)
+    control.close()
+    if not msg or len(fds) != 1:
+        os._exit(1)
+    state_dir, ready_fd = msg.decode(), fds[0]
+    try:
+        launch = read_json(os.path.join(state_dir, "launch.json"))
+        if launch is None:
+            raise RuntimeError(f"{state_dir}/launch.json is missing or unreadable")
+        cfg = _init_config(state_dir, launch)
+        start_fd = os.open(os.path.join(state_dir, "start.fifo"), os.O_RDWR | os.O_CLOEXEC)
+        _join(sys, launch["join"])  # the shim did not: it forked us before knowing the pod
+    except Exception as e:
+        try:
+            os.write(ready_fd, f"error {e}\n".encode())
+        except OSError:
+            pass
+        os._exit(1)
+    init.run(sys, cfg, ready_fd, start_fd)
 
 
 def _prepare(sys: SyscallsLike) -> None:
@@ -100,46 +163,52 @@ def _stdio(log_file: str) -> None:
     os.close(out)
 
 
-def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict[str, Any],
-               ready_fd: int, exited_fd: int) -> int:
+def _init_config(state_dir: str, launch: dict[str, Any]) -> InitConfig:
     cfg = init_config_from_dict(launch["init"])
     bpf_path = os.path.join(state_dir, "seccomp.bpf")
     if os.path.exists(bpf_path):
         with open(bpf_path, "rb") as f:
             cfg.cred.seccomp = f.read()
-    logs = LogWriter(launch["log_path"], launch["log_max_size"], launch["log_max_files"])
-    start_fd = os.open(os.path.join(state_dir, "start.fifo"), os.O_RDWR | os.O_CLOEXEC)
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    for kind, path in launch["join"].items():
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    return cfg
+
+
+def _join(sys: SyscallsLike, join: dict[str, str]) -> None:
+    for kind, path in join.items():
         try:
-            sys.setns(fd, NAMESPACE_FLAGS[kind])
-        finally:
-            os.close(fd)
-    sys.unshare(CLONE_NEWPID)  # applies to our children: the next fork is PID 1
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                sys.setns(fd, NAMESPACE_FLAGS[kind])
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise OSError(e.errno, f"joining the {kind} namespace {path}: {os.strerror(e.errno or 0)}; "
+                                   "is the pod sandbox still there?") from None
+
+
+def _init_stdio(out_w: int, err_w: int) -> None:
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+
+
+def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict[str, Any],
+               ready_fd: int, exited_fd: int, early: EarlyInit | None = None) -> int:
+    logs = LogWriter(launch["log_path"], launch["log_max_size"], launch["log_max_files"])
+    if early is not None:
+        # Its init is waiting already: it reads the plan and joins the pod itself.
+        socket.send_fds(early.control, [state_dir.encode()], [ready_fd])
+        early.control.close()
+        os.close(ready_fd)
+        pid, out_r, err_r = early.pid, early.out_r, early.err_r
+    else:
+        pid, out_r, err_r = _fork_init(sys, state_dir, launch, ready_fd, exited_fd)
 
     pending: list[int] = []
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     for sig in (signal.SIGCHLD, REOPEN_LOG, *FORWARDED):
         signal.signal(sig, lambda signum, _frame: pending.append(signum))
-
-    pid = os.fork()
-    if pid == 0:
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, REOPEN_LOG, *FORWARDED):
-            signal.signal(sig, signal.SIG_DFL)
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        if exited_fd >= 0:
-            os.close(exited_fd)
-        init.run(sys, cfg, ready_fd, start_fd)
-        os._exit(1)
-    for fd in (out_w, err_w, ready_fd, start_fd):
-        os.close(fd)
     write_json(os.path.join(state_dir, "shim.json"), {
         "shim_pid": os.getpid(), "shim_start": proc_start_time(os.getpid()),
         "pid": pid, "pid_start": proc_start_time(pid)})
@@ -199,6 +268,27 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
         os.close(exited_fd)
     os.waitpid(pid, 0)  # only now may the pid be reused: exit.json is written
     return 0
+
+
+def _fork_init(sys: SyscallsLike, state_dir: str, launch: dict[str, Any], ready_fd: int,
+               exited_fd: int) -> tuple[int, int, int]:
+    """Fork the container's init in a new PID namespace: (pid, stdout reader, stderr reader)."""
+    cfg = _init_config(state_dir, launch)
+    start_fd = os.open(os.path.join(state_dir, "start.fifo"), os.O_RDWR | os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    _join(sys, launch["join"])
+    sys.unshare(CLONE_NEWPID)  # applies to our children: the next fork is PID 1
+    pid = os.fork()
+    if pid == 0:
+        _init_stdio(out_w, err_w)
+        if exited_fd >= 0:
+            os.close(exited_fd)
+        init.run(sys, cfg, ready_fd, start_fd)
+        os._exit(1)
+    for fd in (out_w, err_w, ready_fd, start_fd):
+        os.close(fd)
+    return pid, out_r, err_r
 
 
 def _drain(fd: int) -> None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
+
+import pytest
+
+from timonel.node_agent.runtime.container import ContainerError
 
 from .conftest import Runtime, needs_root
 
@@ -82,3 +87,16 @@ def test_spare_shims_end_with_the_fork_server(rt: Runtime) -> None:
         time.sleep(0.01)
     assert _gone(spare), f"spare shim {spare} outlived its fork server"
     _wait_spare(rt)
+
+
+def test_early_init_reports_a_bad_namespace_file_at_create(rt: Runtime, tmp_path: Path) -> None:
+    # The spare's init joins the pod's namespaces itself, after the request: its
+    # failure must reach create() like any other create-time error.
+    _wait_spare(rt)
+    bogus = tmp_path / "not-a-namespace"
+    bogus.write_text("")
+    with pytest.raises(ContainerError, match=f"joining the net namespace {bogus}: Invalid argument"):
+        rt.containers.create(rt.spec("bad", ["true"], namespaces={"net": str(bogus)}))
+    assert rt.containers.list() == []
+    assert rt.run("good", ["sh", "-c", "echo ok"]) == (0, "ok\n")
+    rt.containers.remove("good")
