@@ -95,11 +95,29 @@ def _create(rt: Runtime, rec: ContainerRecord, cfg: pb.ContainerConfig, sb_cfg: 
             raise InvalidArgument(str(e)) from None
         raise
     if oom_score_adj and st.pid:
-        # Set on PID 1 before it execs; its children inherit it.
-        with open(f"/proc/{st.pid}/oom_score_adj", "w") as f:
-            f.write(str(oom_score_adj))
+        set_oom_score_adj(st.pid, oom_score_adj)  # on PID 1 before it execs; its children inherit it
     rec.phase = CREATED
     rt.records.save_container(rec)
+
+
+def set_oom_score_adj(pid: int, value: int) -> None:
+    """Write `value`, or without CAP_SYS_RESOURCE (which going below the inherited minimum
+    needs; e.g. this VM, a user namespace) the lowest value allowed: our own, as
+    containerd's restrictOOMScoreAdj does, rather than failing the container."""
+    path = f"/proc/{pid}/oom_score_adj"
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+        return
+    except PermissionError:
+        with open("/proc/self/oom_score_adj") as f:
+            own = int(f.read())
+        if value >= own:
+            raise
+    log.warning("pid=%d oom_score_adj=%d msg=lower than ours needs CAP_SYS_RESOURCE; using ours=%d",
+                pid, value, own)
+    with open(path, "w") as f:
+        f.write(str(own))
 
 
 def start_container(rt: Runtime, ref: str) -> None:
