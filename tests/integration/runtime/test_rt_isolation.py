@@ -114,7 +114,9 @@ def test_mknod_keeps_the_capability_but_no_device_opens(rt: Runtime) -> None:
     assert code == 0, out
     assert "made-in-/tmp" in out and "made-in-/dev" in out and "made-in-/rw" in out
     assert "READ-" not in out and out.count("Permission denied") == 3
-    assert out.strip().endswith("1")  # the bind-mounted /dev/zero still works
+    # The bind-mounted /dev/zero still works. "1" is on stdout, the refusals on stderr: the
+    # shim reads both pipes, so their order in the log depends on scheduling.
+    assert "1" in out.splitlines()
 
 
 def test_cgroup_namespace_and_sys_fs_cgroup(rt: Runtime) -> None:
