@@ -8,7 +8,9 @@ One sample is create + start + wait + remove of a container running busybox
   WaitContainer, RemoveContainer against a `timonel runtime` daemon
   subprocess, in a pod sandbox it made;
 - timonel through its Python API: ContainerManager in this process, forking
-  from its own fork server;
+  from its own fork server (which keeps a shim and its init forked ahead of
+  the next container); with --baseline also a fork server that forks them on
+  demand, as before that change;
 - `runc run` and `crun run` (Debian packages) of a bundle on the same rootfs
   (the busybox layer as timonel unpacked it, read-only).
 Every runtime makes new mount, PID and cgroup namespaces and joins existing
@@ -21,6 +23,14 @@ crun 1.8 refuses hybrid cgroup hosts whose cgroup2 mount holds a controller;
 there this process runs the OCI runtimes in a private mount namespace where
 that controller list reads empty (bench/oci_peers.py), so crun uses cgroup
 v1 like runc. The host is not changed. Needs root; nothing is sent anywhere.
+
+cgroups are on equal terms (checked with strace on the hybrid v1 host): runc,
+crun and timonel each make the container's cgroup in every v1 hierarchy and
+in the cgroup2 mount and move the container's first process into each by a
+write to cgroup.procs (a migration: the first after a quiet spell waits for
+an RCU grace period), none uses clone3's CLONE_INTO_CGROUP there, and none
+sets a limit (the bundles' only cgroup rule is crun's and runc's default
+"deny all devices").
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ from timonel.node_agent.runtime.container.spec import SECCOMP_UNCONFINED
 from timonel.node_agent.runtime.linux import Syscalls
 
 REPO = Path(__file__).resolve().parents[1]
+BASELINE = "timonel (Python, no spare)"
 POD_CIDR = "10.231.0.0/24"  # inside a network namespace of this benchmark only
 
 
@@ -100,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=100, help="samples per runtime (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=5, help="unmeasured runs first (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="seed of the per-round order (default: %(default)s)")
+    p.add_argument("--baseline", action="store_true",
+                   help="also measure the Python API with shims forked on demand (no spare shim)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("error: the benchmark needs root (namespaces, cgroups, mounts); run it with sudo", file=sys.stderr)
@@ -110,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     # The fork server first, while this process has no threads (gRPC starts some) and has
     # loaded little: children of a big process fork and start slower (copy-on-write faults).
     forkserver = start_fork_server(sysc, cgroups)
+    on_demand = start_fork_server(sysc, cgroups, spare_shims=False) if args.baseline else None
     procs: list[subprocess.Popen[bytes]] = []
     notes: list[str] = []
     try:
@@ -137,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             hide_v2_controllers(tmp)
             notes.append("crun: run in a private mount namespace that hides the cgroup2 controller list "
                          "(crun 1.8 refuses this hybrid host otherwise)")
-        return measure(args, tmp, parent, sysc, cgroups, forkserver, pod, sock, archive, rootfs, peers, notes)
+        return measure(args, tmp, parent, sysc, cgroups, forkserver, on_demand, pod, sock, archive, rootfs, peers,
+                       notes)
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -145,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=30)
         forkserver.close()
+        if on_demand is not None:
+            on_demand.close()
         if cgroups.exists(parent):
             cgroups.kill(parent)
             cgroups.remove(parent)
@@ -152,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cgroups: object,
-            forkserver: object, pod: subprocess.Popen[bytes], sock: str, archive: Path, rootfs: str,
-            peers: list[str], notes: list[str]) -> int:
+            forkserver: object, on_demand: object, pod: subprocess.Popen[bytes], sock: str, archive: Path,
+            rootfs: str, peers: list[str], notes: list[str]) -> int:
     from timonel.node_agent.runtime.api import runtime_pb2 as pb
     from timonel.node_agent.runtime.client import RuntimeClient
 
@@ -167,6 +184,7 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
         metadata=pb.ContainerMetadata(name="true"), image=pb.ImageSpec(image="busybox"), command=["/bin/true"],
         linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(no_new_privs=True)))
     manager = ContainerManager(str(tmp / "python"), cgroups, forkserver, sysc)  # type: ignore[arg-type]
+    managers = [manager]
     attempt = iter(range(1 << 30))
 
     def grpc_once(_: str) -> None:
@@ -177,9 +195,9 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
         client.remove_container(cid)
         assert st.exit_code == 0, st
 
-    def python_once(name: str) -> None:
+    def python_once(name: str, manager: ContainerManager = manager, sub: str = "python") -> None:
         manager.create(ContainerSpec(id=name, args=["/bin/true"], rootfs_layers=[rootfs], namespaces=join,
-                                     cgroup_parent=f"{parent}/python", seccomp=Seccomp(type=SECCOMP_UNCONFINED)))
+                                     cgroup_parent=f"{parent}/{sub}", seccomp=Seccomp(type=SECCOMP_UNCONFINED)))
         manager.start(name)
         st = manager.wait(name, 30)
         manager.remove(name)
@@ -187,6 +205,9 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
 
     runners: dict[str, Callable[[str], float]] = {
         "timonel (gRPC API)": timed(grpc_once), "timonel (Python API)": timed(python_once)}
+    if on_demand is not None:
+        managers.append(ContainerManager(str(tmp / "on-demand"), cgroups, on_demand, sysc))  # type: ignore[arg-type]
+        runners[BASELINE] = timed(lambda name: python_once(name, managers[-1], "on-demand"))
     oci_join = {"network": join["net"], "ipc": join["ipc"], "uts": join["uts"]}
     for peer in peers:
         oci_bundle(peer, rootfs, tmp / peer, ["/bin/true"], oci_join)
@@ -219,7 +240,8 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
         client.stop_sandbox(sid)
         client.remove_sandbox(sid)
         client.close()
-        manager.close()
+        for m in managers:
+            m.close()
     report(samples, args.runs, notes)
     return 0
 
@@ -230,10 +252,10 @@ def report(samples: dict[str, list[float]], runs: int, notes: list[str]) -> None
     print(f"host: {platform.node()} {platform.release()}, {os.cpu_count()} CPUs, load {load:.2f}")
     stats = {label: summary(s) for label, s in samples.items()}
     for label, (median, p90) in stats.items():
-        print(f"  {label:<22} median {median:7.2f} ms   p90 {p90:7.2f} ms")
-    for ours in ("timonel (gRPC API)", "timonel (Python API)"):
+        print(f"  {label:<26} median {median:7.2f} ms   p90 {p90:7.2f} ms")
+    for ours in ("timonel (gRPC API)", "timonel (Python API)", BASELINE):
         for peer in ("runc", "crun"):
-            if peer in stats:
+            if peer in stats and ours in stats:
                 print(f"  {ours}/{peer} = {stats[ours][0] / stats[peer][0]:.2f}  (medians; p90 "
                       f"{stats[ours][1] / stats[peer][1]:.2f})")
     for note in notes:
