@@ -213,7 +213,7 @@ class Agent:
                                                         {"status": {"conditions": conds}},
                                                         subresource="status")
                     last_report = time.monotonic()
-                if met:
+                if not await self._evict_outgrown() and met:
                     await self._evict_one(observed, met)
             except (ApiError, ConnectionError) as e:
                 log.warning("heartbeat failed node=%s err=%s", self.config.node_name, e)
@@ -236,6 +236,17 @@ class Agent:
         uid = str(pod["metadata"]["uid"])
         if uid not in self._tasks:  # else a sync of it is running: next pass
             self._spawn(uid, self._evict(pod, message))
+
+    async def _evict_outgrown(self) -> bool:
+        """Evict every pod over its own local storage limits (whatever the node's pressure,
+        as upstream; a pass that does so evicts nothing else). True if there were any."""
+        outgrown = await asyncio.to_thread(eviction.local_storage_evictions, self.config.data_dir,
+                                           self.pods.list())
+        for pod, message in outgrown:
+            uid = str(pod["metadata"]["uid"])
+            if uid not in self._tasks:
+                self._spawn(uid, self._evict(pod, message))
+        return bool(outgrown)
 
     async def _evict(self, pod: Obj, message: str, rejected: bool = False) -> None:
         if rejected:

@@ -25,6 +25,7 @@ from timonel.api.client.events import WARNING
 from timonel.api.quantity import (
     BINARY_SI,
     QuantityError,
+    canonical_quantity,
     format_quantity,
     int_value,
     parse_quantity,
@@ -36,7 +37,7 @@ from . import containers as cfgs
 from .node import Pressure
 from .pods import AgentContext, read_state, stop_pod, write_status
 from .status import pod_status
-from .volumes import pod_dir
+from .volumes import pod_dir, volume_dir
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +336,45 @@ def add_disk_usage(ctx: AgentContext, pods: list[Obj], usage: dict[str, PodUsage
             size, inodes = _dir_usage(path)
             u.disk += size
             u.inodes += inodes
+
+
+def local_storage_violation(data_dir: str, pod: Obj) -> str | None:
+    """Why the pod outgrew its own local storage limits (upstream's localStorageEviction,
+    which evicts whatever the node's pressure): a disk emptyDir over its sizeLimit, or
+    volumes and logs over the sum of its containers' ephemeral-storage limits."""
+    md, spec = pod["metadata"], pod.get("spec") or {}
+    uid = str(md["uid"])
+    total = 0
+    for vol in spec.get("volumes") or []:
+        ed = vol.get("emptyDir")
+        if ed is None or (ed or {}).get("medium") == "Memory":  # tmpfs: its size is the limit
+            continue
+        used, _ = _dir_usage(volume_dir(data_dir, uid, str(vol["name"])))
+        total += used
+        limit = (ed or {}).get("sizeLimit")
+        if limit is not None and used > _quantity(limit):
+            return f'Usage of EmptyDir volume "{vol["name"]}" exceeds the limit "{canonical_quantity(limit)}". '
+    limits = [((c.get("resources") or {}).get("limits") or {}).get("ephemeral-storage")
+              for c in spec.get("containers") or []]
+    pod_limit = sum(_quantity(x) for x in limits if x is not None)
+    if pod_limit:
+        total += _dir_usage(cfgs.log_directory(data_dir, pod))[0]
+        if total > pod_limit:
+            return (f"Pod ephemeral local storage usage exceeds the total limit of containers "
+                    f"{format_quantity(pod_limit, BINARY_SI)}. ")
+    return None
+
+
+def has_local_storage_limits(pod: Obj) -> bool:
+    spec = pod.get("spec") or {}
+    return any((v.get("emptyDir") or {}).get("sizeLimit") is not None for v in spec.get("volumes") or []) or \
+        any("ephemeral-storage" in ((c.get("resources") or {}).get("limits") or {})
+            for c in spec.get("containers") or [])
+
+
+def local_storage_evictions(data_dir: str, pods: list[Obj]) -> list[tuple[Obj, str]]:
+    return [(p, msg) for p in candidates(pods) if has_local_storage_limits(p)
+            and (msg := local_storage_violation(data_dir, p)) is not None]
 
 
 def candidates(pods: list[Obj]) -> list[Obj]:

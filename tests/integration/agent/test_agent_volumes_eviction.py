@@ -137,6 +137,18 @@ def test_host_path_file_missing_fails_with_upstream_message(cluster: Cluster, ba
     assert p["status"]["phase"] == "Pending" and "running" not in str(p["status"].get("containerStatuses"))
 
 
+def test_empty_dir_over_its_size_limit_is_evicted(cluster: Cluster) -> None:
+    c = cluster
+    ns = c.namespace()
+    c.create(f"/api/v1/namespaces/{ns}/pods", pod(
+        "filler", c.agent.node, [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}],
+        [{"name": "scratch", "mountPath": "/scratch"}],
+        script="dd if=/dev/zero of=/scratch/fill bs=1024 count=2048; "))
+    st = wait_for("the filler pod's eviction", lambda: failed_status(c, ns, "filler"), timeout=120)
+    assert (st["reason"], st["message"]) == ("Evicted", 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". ')
+    assert [e["message"] for e in events(c, ns, "Evicted")] == [st["message"]]
+
+
 def node_condition(c: Cluster, ctype: str) -> str:
     node = c.get(f"/api/v1/nodes/{c.agent.node}")
     assert node is not None

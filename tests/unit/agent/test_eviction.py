@@ -22,6 +22,7 @@ from timonel.node_agent.agent.eviction import (
     allocatable,
     candidates,
     eviction_message,
+    local_storage_evictions,
     observe,
     parse_thresholds,
     pod_request,
@@ -218,3 +219,27 @@ def test_allocatable_reserves_hard_thresholds() -> None:
         "cpu": "4", "memory": "8092Mi", "ephemeral-storage": "90Gi", "pods": "110"}
     assert allocatable(cap, []) == cap
     assert allocatable({"memory": "100Ki"}, parse_thresholds("memory.available<1Gi")) == {"memory": "0"}
+
+
+def test_local_storage_limits(tmp_path: Any) -> None:
+    scratch = pod("scratch")
+    scratch["spec"]["volumes"] = [{"name": "s", "emptyDir": {"sizeLimit": "1024Ki"}},
+                                  {"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "1Ki"}}]
+    logs = pod("logs", limits={"ephemeral-storage": "64Ki"})
+    fine = pod("fine", limits={"ephemeral-storage": "10Mi"})
+    vols = tmp_path / "pods" / "uid-scratch" / "volumes"
+    (vols / "s").mkdir(parents=True)
+    (vols / "m").mkdir()
+    (vols / "m" / "f").write_bytes(b"\1" * 8192)  # a tmpfs one is the kernel's to limit
+    pods = [scratch, logs, fine, BEST_EFFORT]
+    assert local_storage_evictions(str(tmp_path), pods) == []
+    (vols / "s" / "f").write_bytes(b"\1" * (2 << 20))
+    log_dir = tmp_path / "logs" / "ns_logs_uid-logs" / "c"
+    log_dir.mkdir(parents=True)
+    (log_dir / "0.log").write_bytes(b"\1" * (1 << 20))
+    assert [(p["metadata"]["name"], m) for p, m in local_storage_evictions(str(tmp_path), pods)] == [
+        ("scratch", 'Usage of EmptyDir volume "s" exceeds the limit "1Mi". '),
+        ("logs", "Pod ephemeral local storage usage exceeds the total limit of containers 64Ki. ")]
+    # Already evicted: not again.
+    scratch["status"]["phase"] = "Failed"
+    assert [p["metadata"]["name"] for p, _ in local_storage_evictions(str(tmp_path), pods)] == ["logs"]
