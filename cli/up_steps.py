@@ -13,6 +13,7 @@ the one the node IPAM controller assigns from the cluster CIDR.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from timonel.api import kubeconfig, tls
+from timonel.api.auth.join import NODE_USER_PREFIX, NODES_GROUP
 from timonel.cli import up_supervisor
 from timonel.cli.up_supervisor import Child
 from timonel.controller.context import ControllerOptions
@@ -34,9 +36,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Obj = dict[str, Any]
 
-# The node agent's identity, as Kubernetes' Node authorizer expects it.
-NODE_USER_PREFIX = "system:node:"
-NODES_GROUP = "system:nodes"
 START_TIMEOUT = 180.0
 
 
@@ -132,6 +131,20 @@ def _json(data: bytes) -> Obj:
 def _prepare(state: UpState) -> None:
     for sub in ("", "logs", "images", "agent"):
         os.makedirs(os.path.join(state.opts.data_dir, sub), mode=0o700, exist_ok=True)
+    # Held for as long as `up` runs (kept over the hand-over exec): a second `up` on this
+    # directory would otherwise take over the first one's etcd and runtime state.
+    path = os.path.join(state.opts.data_dir, "up.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StepError(f"another timonel up (pid {holder}) is using {state.opts.data_dir}",
+                        "stop it first (Ctrl-C, or kill -TERM that pid), or pass another --data-dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    os.set_inheritable(fd, True)
 
 
 def _start_server(state: UpState) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,10 @@ def test_stop_removes_pods_and_up_again_brings_them_back(base: Path) -> None:
     try:
         cluster.kubectl("apply", "-f", "-", input=POD)
         first = wait_for("keeper to run", lambda: running_container(cluster))
+        second_up = subprocess.run(cluster.argv, capture_output=True, text=True, timeout=60)
+        assert second_up.returncode == 5, second_up.stderr
+        assert f"another timonel up (pid {cluster.proc.pid}) is using {cluster.data_dir}" in second_up.stderr
+        assert running_container(cluster) == first  # the first one is untouched
         assert stop_up(cluster) == 0, cluster.log()
         assert "stopped" in cluster.log()
         assert not os.path.exists(cluster.runtime_socket)

@@ -3,6 +3,7 @@ bookkeeping of children it did not start itself (after the hand-over exec)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +13,15 @@ import pytest
 
 from timonel.cli import up_supervisor
 from timonel.cli.main import main
-from timonel.cli.up_steps import Interrupted, StepError, UpOptions, UpState, _node_cidrs, _wait
+from timonel.cli.up_steps import (
+    Interrupted,
+    StepError,
+    UpOptions,
+    UpState,
+    _node_cidrs,
+    _prepare,
+    _wait,
+)
 from timonel.cli.up_supervisor import Child
 
 
@@ -111,3 +120,12 @@ def test_supervise_returns_the_child_that_died(tmp_path: Path) -> None:
         children["server"].stop(5)
         for p in procs:
             p.returncode = 0
+
+
+def test_a_second_up_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    _prepare(_state(tmp_path))  # this process holds the lock from now on (as `up` does)
+    with pytest.raises(StepError) as e:
+        _prepare(_state(tmp_path))
+    assert f"another timonel up (pid {os.getpid()}) is using {tmp_path}" in str(e.value)
+    assert "another --data-dir" in e.value.advice
+    assert (tmp_path / "logs").is_dir() and (tmp_path / "images").is_dir()
