@@ -243,6 +243,14 @@ class ContainerManager:
             select.select([fd], [], [], timeout)
         return self.status(cid)
 
+    def exit_fd(self, cid: str) -> int | None:
+        """A new descriptor that becomes readable once the container has exited (for an event
+        loop's reader); the caller closes it. None if the container's shim is gone."""
+        fd = self._exited_fds.get(cid)
+        if fd is None:
+            fd = self._shim_fd(cid)
+        return None if fd is None else os.dup(fd)  # ours: a concurrent remove closes theirs
+
     def signal(self, cid: str, sig: int) -> None:
         """Send `sig` to the container's PID 1 (which ignores signals it has no handler for)."""
         st = self.status(cid)

@@ -9,6 +9,7 @@ Calls block; the servicer runs them in threads.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -210,6 +211,32 @@ def wait_container(rt: Runtime, ref: str, timeout: int) -> pb.ContainerStatus:
         if st.state == EXITED or time.monotonic() >= deadline:
             return messages.container_status(rec, st)
         rt.check_not_stopping()
+
+
+async def wait_container_async(rt: Runtime, ref: str, timeout: int) -> pb.ContainerStatus:
+    """wait_container without a thread: the event loop watches the container's exit descriptor."""
+    rec = _record(rt, ref)
+    if timeout < 0:
+        raise InvalidArgument(f"WaitContainer: timeout {timeout} is negative")
+    fd = rt.containers.exit_fd(rec.id)
+    if fd is not None:
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+        loop.add_reader(fd, readable)
+        try:
+            deadline = time.monotonic() + (timeout or _FOREVER)
+            while not exited.done() and time.monotonic() < deadline:  # in slices, as wait_container
+                await asyncio.wait([exited], timeout=min(deadline - time.monotonic(), _SLICE))
+                if not exited.done():
+                    rt.check_not_stopping()
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+    return messages.container_status(rec, rt.containers.status(rec.id))
 
 
 def reopen_log(rt: Runtime, ref: str) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -240,3 +241,32 @@ def test_status_codes(daemon: tuple[Daemon, RuntimeClient]) -> None:
     c.remove_container(cid)
     c.remove_container(cid)  # idempotent
     c.remove_sandbox(sid)
+
+
+def test_wait_container_timeout_concurrent_waiters_and_a_racing_remove(daemon: tuple[Daemon, RuntimeClient]) -> None:
+    # WaitContainer is served by the event loop watching the exit descriptor, not a thread.
+    _, c = daemon
+    sid, ids = run_pod(c, "waits", {"slow": ["sh", "-c", "sleep 3; exit 7"], "long": ["sleep", "1000"]})
+    t0 = time.monotonic()
+    assert c.wait_container(ids["long"], timeout=1).state == pb.CONTAINER_RUNNING
+    assert time.monotonic() - t0 >= 0.9
+    waiters = [RuntimeClient(daemon[0].socket) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            done = list(pool.map(lambda w: w.wait_container(ids["slow"], timeout=60), waiters))
+        assert [(st.state, st.exit_code) for st in done] == [(pb.CONTAINER_EXITED, 7)] * 3
+        # A wait in flight when the container is removed ends (its descriptor is its own).
+        pending = pool_submit(waiters[0], ids["long"])
+        time.sleep(0.5)
+        c.stop_container(ids["long"], 0)
+        c.remove_container(ids["long"])
+        assert pending.result(timeout=30).state == pb.CONTAINER_EXITED
+    finally:
+        for w in waiters:
+            w.close()
+    c.stop_sandbox(sid)
+    c.remove_sandbox(sid)
+
+
+def pool_submit(c: RuntimeClient, cid: str) -> Future[pb.ContainerStatus]:
+    return ThreadPoolExecutor(1).submit(c.wait_container, cid, 60)
