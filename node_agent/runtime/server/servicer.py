@@ -1,8 +1,9 @@
 """The gRPC servicers: each RPC runs its blocking work in a thread, errors become statuses.
 
-Two pools keep long waits (WaitContainer, ExecSync, exec exit codes) from
-starving quick calls: `ops` for everything short, `waits` for what blocks
-until a process exits.
+Two pools keep long waits (ExecSync, exec exit codes) from starving quick
+calls: `ops` for everything short, `waits` for what blocks until a process
+exits. WaitContainer needs no thread (the loop watches the exit descriptor)
+and StartContainer runs on the loop: both are on every container's start path.
 """
 
 from __future__ import annotations
