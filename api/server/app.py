@@ -21,7 +21,7 @@ from timonel.api.admission.namespace_lifecycle import SYSTEM_NAMESPACES, namespa
 from timonel.api.auth.authn import Authenticator, unauthorized_status
 from timonel.api.auth.join import CA_PATH, CREDENTIALS_PATH, JoinToken
 from timonel.api.errors import ApiError
-from timonel.api.server import codec, discovery, join, openapi, rest, subresources
+from timonel.api.server import codec, discovery, join, openapi, openapi_v2, rest, subresources
 from timonel.api.server import watch as watch_mod
 from timonel.api.server.context import Server
 from timonel.api.server.metrics import Metrics, render
@@ -258,6 +258,7 @@ def make_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     if config.tls_dir:
         join.add_routes(app, config.tls_dir, config.join_token)
+    app.router.add_get("/openapi/v2", openapi_v2.handler)
     app.router.add_get("/openapi/v3", openapi_index)
     app.router.add_get("/openapi/v3/{gv:.*}", openapi_document)
     for root in ("/api", "/apis"):
