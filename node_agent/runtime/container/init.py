@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from dataclasses import dataclass, field
 
 from ..cgroups.common import write
@@ -112,13 +113,20 @@ def finish(sys: SyscallsLike, cfg: InitConfig, exe: str, env: dict[str, str]) ->
     sys.execve(exe, cfg.args, env)
 
 
-def run(sys: SyscallsLike, cfg: InitConfig, ready_fd: int, start_fd: int) -> None:
-    """The whole life of PID 1 before execve. Never returns in a real fork."""
+def run(sys: SyscallsLike, cfg: InitConfig, ready_fd: int, start_fd: int, hold_fd: int = -1) -> None:
+    """The whole life of PID 1 before execve. Never returns in a real fork.
+
+    `hold_fd` (a unix socket to the shim, optional) gets our mount namespace: the
+    shim holds it until it has reported our exit, so tearing down the rootfs's
+    mounts (RCU waits) happens after that rather than inside our exit.
+    """
     try:
         exe, env = setup(sys, cfg)
     except Exception as e:
         _report(ready_fd, f"error {_describe(e)}")
         os._exit(1)
+    if hold_fd >= 0:
+        _send_mount_ns(hold_fd)
     _report(ready_fd, "ok")
     os.close(ready_fd)
     if os.read(start_fd, 1) != b"s":  # anything else: the runtime gave up on us
@@ -129,6 +137,18 @@ def run(sys: SyscallsLike, cfg: InitConfig, ready_fd: int, start_fd: int) -> Non
     except Exception as e:
         os.write(2, f"timonel: cannot start {cfg.args[0]}: {_describe(e)}\n".encode())
         os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+
+
+def _send_mount_ns(hold_fd: int) -> None:
+    try:
+        with socket.socket(fileno=hold_fd) as sock:
+            ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                socket.send_fds(sock, [b"mnt"], [ns])
+            finally:
+                os.close(ns)
+    except OSError:
+        pass  # only defers work: the container runs the same without it
 
 
 def _describe(e: BaseException) -> str:

@@ -128,7 +128,6 @@ def _fork_early_init(sys: SyscallsLike, requests: int) -> EarlyInit:
 def _early_init(sys: SyscallsLike, control: socket.socket) -> None:
     """In the early init: wait for the state dir and ready pipe, join the pod, then run as init."""
     msg, fds, _, _ = socket.recv_fds(control, _MAX_REQUEST, 1)
-    control.close()
     if not msg or len(fds) != 1:
         os._exit(1)
     state_dir, ready_fd = msg.decode(), fds[0]
@@ -145,7 +144,7 @@ def _early_init(sys: SyscallsLike, control: socket.socket) -> None:
         except OSError:
             pass
         os._exit(1)
-    init.run(sys, cfg, ready_fd, start_fd)
+    init.run(sys, cfg, ready_fd, start_fd, control.detach())  # it sends our mount namespace back
 
 
 def _prepare(sys: SyscallsLike) -> None:
@@ -198,11 +197,10 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
     if early is not None:
         # Its init is waiting already: it reads the plan and joins the pod itself.
         socket.send_fds(early.control, [state_dir.encode()], [ready_fd])
-        early.control.close()
         os.close(ready_fd)
-        pid, out_r, err_r = early.pid, early.out_r, early.err_r
+        pid, out_r, err_r, hold = early.pid, early.out_r, early.err_r, early.control
     else:
-        pid, out_r, err_r = _fork_init(sys, state_dir, launch, ready_fd, exited_fd)
+        pid, out_r, err_r, hold = _fork_init(sys, state_dir, launch, ready_fd, exited_fd)
 
     pending: list[int] = []
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -215,8 +213,9 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
 
     streams = {out_r: "stdout", err_r: "stderr"}
     poller = select.poll()
-    for fd in (*streams, wake_r):
+    for fd in (*streams, wake_r, hold.fileno()):
         poller.register(fd, select.POLLIN)
+    held_ns = -1  # init's mount namespace, closed only after its exit is reported
     exit_status: os.waitid_result | None = None
     drain_deadline = 0.0
     while streams or exit_status is None:
@@ -234,6 +233,14 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
         for fd, _ in events:
             if fd == wake_r:
                 _drain(wake_r)
+            elif fd == hold.fileno():
+                try:
+                    _, got, _, _ = socket.recv_fds(hold, 16, 1)
+                except OSError:
+                    got = []
+                held_ns = got[0] if got else -1
+                poller.unregister(fd)
+                hold.close()
             elif fd in streams:
                 data = os.read(fd, 65536)
                 if data:
@@ -267,16 +274,21 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
     if exited_fd >= 0:
         os.close(exited_fd)
     os.waitpid(pid, 0)  # only now may the pid be reused: exit.json is written
+    if held_ns >= 0:
+        os.close(held_ns)  # the rootfs's mounts go now, after the runtime has been told
+    hold.close()
     return 0
 
 
 def _fork_init(sys: SyscallsLike, state_dir: str, launch: dict[str, Any], ready_fd: int,
-               exited_fd: int) -> tuple[int, int, int]:
-    """Fork the container's init in a new PID namespace: (pid, stdout reader, stderr reader)."""
+               exited_fd: int) -> tuple[int, int, int, socket.socket]:
+    """Fork the container's init in a new PID namespace: (pid, stdout reader, stderr reader,
+    the socket its mount namespace comes back on)."""
     cfg = _init_config(state_dir, launch)
     start_fd = os.open(os.path.join(state_dir, "start.fifo"), os.O_RDWR | os.O_CLOEXEC)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    hold, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     _join(sys, launch["join"])
     sys.unshare(CLONE_NEWPID)  # applies to our children: the next fork is PID 1
     pid = os.fork()
@@ -284,11 +296,13 @@ def _fork_init(sys: SyscallsLike, state_dir: str, launch: dict[str, Any], ready_
         _init_stdio(out_w, err_w)
         if exited_fd >= 0:
             os.close(exited_fd)
-        init.run(sys, cfg, ready_fd, start_fd)
+        hold.close()
+        init.run(sys, cfg, ready_fd, start_fd, theirs.detach())
         os._exit(1)
+    theirs.close()
     for fd in (out_w, err_w, ready_fd, start_fd):
         os.close(fd)
-    return pid, out_r, err_r
+    return pid, out_r, err_r, hold
 
 
 def _drain(fd: int) -> None:

@@ -100,3 +100,33 @@ def test_early_init_reports_a_bad_namespace_file_at_create(rt: Runtime, tmp_path
     assert rt.containers.list() == []
     assert rt.run("good", ["sh", "-c", "echo ok"]) == (0, "ok\n")
     rt.containers.remove("good")
+
+
+def _mnt_ns_links(pid: int) -> set[str]:
+    links = set()
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.add(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:
+            pass
+    return {x for x in links if x.startswith("mnt:")}
+
+
+@pytest.mark.parametrize("spare", [True, False])
+def test_the_shim_holds_its_containers_mount_namespace(rt: Runtime, spare: bool) -> None:
+    # So the rootfs's mounts are torn down after the exit is reported, not inside init's exit.
+    if not spare:
+        os.kill(_wait_spare(rt), signal.SIGKILL)
+        time.sleep(0.2)
+    rt.containers.create(rt.spec("held", ["sleep", "1000"]))
+    rt.containers.start("held")
+    shim = rt.containers._shim("held")
+    init_ns = os.readlink(f"/proc/{shim['pid']}/ns/mnt")
+    assert init_ns != os.readlink("/proc/self/ns/mnt")
+    deadline = time.monotonic() + 20
+    while init_ns not in _mnt_ns_links(shim["shim_pid"]):
+        assert time.monotonic() < deadline, f"shim holds {_mnt_ns_links(shim['shim_pid'])}, not {init_ns}"
+        time.sleep(0.01)
+    st = rt.containers.stop("held", 0)
+    assert st.exit_code == 137
+    rt.containers.remove("held")
