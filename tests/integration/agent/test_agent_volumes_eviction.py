@@ -160,12 +160,6 @@ def failed_status(c: Cluster, ns: str, name: str) -> dict[str, Any] | None:
     return st if st.get("phase") == "Failed" else None
 
 
-def can_lower_oom_score() -> bool:
-    with open("/proc/self/status") as f:
-        caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
-    return bool(caps & (1 << 24))  # CAP_SYS_RESOURCE
-
-
 def test_memory_pressure_evicts_best_effort_then_burstable_then_guaranteed(cluster: Cluster) -> None:
     c = cluster
     ns = c.namespace()
@@ -177,10 +171,6 @@ def test_memory_pressure_evicts_best_effort_then_burstable_then_guaranteed(clust
     for name, res in specs.items():
         c.create(f"/api/v1/namespaces/{ns}/pods", pod(name, c.agent.node, [], [], resources=res))
     for name in specs:
-        if name == "guaranteed" and not can_lower_oom_score():
-            # Its oom_score_adj -997 needs CAP_SYS_RESOURCE (CI has it): without, it stays
-            # Pending with CreateContainerError, and is still a pod to rank and evict last.
-            continue
         try:
             wait_for(f"{name} to run", lambda n=name: running(c, ns, n), timeout=120)  # type: ignore[misc]
         except AssertionError:
