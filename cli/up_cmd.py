@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print("stopping: agent, pods, runtime, server", flush=True)
         shutdown(state)
         return 0
-    handoff(state.children(), opts.runtime_socket, opts.data_dir)
+    handoff(state.children(), opts.runtime_socket, opts.data_dir, opts.bridge)
     return 0  # not reached
 
 

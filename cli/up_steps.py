@@ -310,4 +310,5 @@ def start_all(state: UpState) -> None:
 def shutdown(state: UpState) -> None:
     """Stop what the steps started (see up_supervisor.shutdown for the order)."""
     children = {c.name: c for c in state.children()}
-    up_supervisor.shutdown(children, state.opts.runtime_socket, state.opts.data_dir)
+    up_supervisor.shutdown(children, state.opts.runtime_socket, state.opts.data_dir,
+                           state.opts.bridge if state.runtime is not None else "")

@@ -158,15 +158,17 @@ def unmount_under(root: str) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
-def shutdown(children: dict[str, Child], runtime_socket: str, data_dir: str) -> None:
+def shutdown(children: dict[str, Child], runtime_socket: str, data_dir: str, bridge: str = "") -> None:
     """Agent, then the pods through the runtime, then the runtime, then the server."""
     if "agent" in children:
         children["agent"].stop(30)
     runtime = children.get("runtime")
+    pods_removed = False
     if runtime is not None and runtime.running():
         try:
             n = remove_all_pods(runtime_socket)
             log.info("pods removed sandboxes=%d", n)
+            pods_removed = True
         except Exception as e:  # the runtime must still be stopped
             log.warning("could not remove the pods err=%r", e)
             print(f"warning: could not remove every pod through the runtime: {e}", file=sys.stderr,
@@ -174,18 +176,23 @@ def shutdown(children: dict[str, Child], runtime_socket: str, data_dir: str) -> 
     unmount_under(os.path.join(data_dir, "agent", "pods"))
     if runtime is not None:
         runtime.stop(30)
+    if pods_removed and bridge:
+        # The runtime leaves its bridge for containers it may adopt; with none left, it
+        # is ours to remove (the next start makes it again).
+        r = subprocess.run(["ip", "link", "delete", bridge], capture_output=True, text=True, check=False)
+        log.info("bridge removed name=%s rc=%d %s", bridge, r.returncode, r.stderr.strip())
     if "server" in children:
         children["server"].stop(60)
 
 
 # -- the supervisor process --
 
-def handoff(children: list[Child], runtime_socket: str, data_dir: str) -> None:
+def handoff(children: list[Child], runtime_socket: str, data_dir: str, bridge: str) -> None:
     """Become the supervisor (never returns). SIGINT/SIGTERM stay blocked over the exec, so
     one arriving now is handled by the supervisor, not lost and not fatal."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     state = {"children": [c.to_json() for c in children], "runtime_socket": runtime_socket,
-             "data_dir": data_dir, "log_level": logging.getLogger().getEffectiveLevel()}
+             "data_dir": data_dir, "bridge": bridge, "log_level": logging.getLogger().getEffectiveLevel()}
     sys.stdout.flush()
     sys.stderr.flush()
     # The data dir first: what `ps` shows names the cluster.
@@ -219,12 +226,12 @@ def main(state_json: str) -> int:
     data_dir = state["data_dir"]
     if dead is None:
         print("stopping: agent, pods, runtime, server", flush=True)
-        shutdown(children, state["runtime_socket"], data_dir)
+        shutdown(children, state["runtime_socket"], data_dir, state["bridge"])
         print("stopped", flush=True)
         return 0
     print(f"error [UP_CHILD_EXITED]: the {dead.name} {dead.describe_exit()}; the last lines of its log "
           f"({dead.log_path}):\n{dead.tail()}\nstopping everything", file=sys.stderr, flush=True)
-    shutdown(children, state["runtime_socket"], data_dir)
+    shutdown(children, state["runtime_socket"], data_dir, state["bridge"])
     print(f"  advice: fix the cause shown in {dead.log_path} and run timonel up --data-dir {data_dir} "
           "again", file=sys.stderr, flush=True)
     return EXIT_CHILD_DIED

@@ -59,6 +59,9 @@ def test_stop_removes_pods_and_up_again_brings_them_back(base: Path) -> None:
         assert stop_up(cluster) == 0, cluster.log()
         assert "stopped" in cluster.log()
         assert not os.path.exists(cluster.runtime_socket)
+        bridge = cluster.argv[cluster.argv.index("--bridge") + 1]
+        assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode != 0, \
+            f"bridge {bridge} left behind"
         cluster = restart_up(cluster)
         # Nothing of the first run's pod was left: the runtime recovered no container.
         last_recovery = cluster.log("runtime").rsplit("msg=recovered", 1)[-1]
