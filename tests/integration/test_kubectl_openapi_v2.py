@@ -88,8 +88,10 @@ def test_apply_list_with_unknown_field_is_refused_client_side(kubectl, tmp_path)
     path = write(tmp_path, "bad.yaml", bad)
     out = kubectl("apply", "-f", path, check=False)
     assert f'error validating "{path}"' in out, out
-    assert 'unknown field "bogus" in io.k8s.api.core.v1.ConfigMap' in out, out
-    assert 'unknown field "portz" in io.k8s.api.core.v1.Container' in out, out
+    # kubectl's own wording, as against a real cluster: every item's errors, with paths.
+    assert 'ValidationError(ConfigMap): unknown field "bogus" in io.k8s.api.core.v1.ConfigMap' in out, out
+    assert ('ValidationError(Deployment.spec.template.spec.containers[0]): unknown field "portz" '
+            'in io.k8s.api.core.v1.Container') in out, out
     assert "--validate=false" in out, out
     # Refused before anything was sent: nothing was created.
     assert "NotFound" in kubectl("get", "cm", "settings", check=False)
@@ -132,3 +134,14 @@ def test_refuses_other_media_types_and_anonymous(api_server: ApiServer) -> None:
     r = http.get(f"{api_server.url}/openapi/v2", headers={"Authorization": "Bearer nope"},
                  timeout=30)
     assert r.status_code == 401
+
+
+def test_explain_from_openapi_v2(kubectl) -> None:  # type: ignore[no-untyped-def]
+    """`explain --output=plaintext-openapiv2` walks the v2 models (refs, arrays of refs)."""
+    out = kubectl("explain", "deployment.spec.replicas", "--output=plaintext-openapiv2")
+    assert "KIND:     Deployment" in out and "VERSION:  apps/v1" in out, out
+    assert "FIELD:    replicas <integer>" in out and "Number of desired pods" in out, out
+    out = kubectl("explain", "pods.spec.containers.ports", "--output=plaintext-openapiv2")
+    assert "RESOURCE: ports <[]Object>" in out, out
+    assert "containerPort\t<integer> -required-" in out, out
+    assert "protocol\t<string>" in out, out
