@@ -126,12 +126,17 @@ def _launch(argv: list[str], data: Path) -> UpCluster:
 
     def flag(name: str) -> str:
         return argv[argv.index(name) + 1]
-    return UpCluster(data, kubeconfig, cfg.server, http, flag("--node-name"), flag("--pod-cidr"),
-                     flag("--runtime-socket"), proc, argv)
+    node = flag("--node-name")
+    r = http.get(f"{cfg.server}/api/v1/nodes/{node}")
+    assert r.status_code == 200, r.text
+    pod_cidr = r.json()["spec"]["podCIDR"]  # --pod-cidr's, or the one the node IPAM gave
+    return UpCluster(data, kubeconfig, cfg.server, http, node, pod_cidr, flag("--runtime-socket"), proc, argv)
 
 
-def start_up(base: Path) -> UpCluster:
-    """A new cluster in BASE/data, with the busybox image in its DATA/images."""
+def start_up(base: Path, own_pod_cidr: bool = True) -> UpCluster:
+    """A new cluster in BASE/data, with the busybox image in its DATA/images. Without
+    `own_pod_cidr` the node IPAM controller picks it (the first free /24 of 10.244.0.0/16,
+    which another cluster running on this machine at the same time would route too)."""
     data = base / "data"
     (data / "images").mkdir(parents=True)
     files = load_busybox_module().write_busybox_image(base / "image")
@@ -141,8 +146,10 @@ def start_up(base: Path) -> UpCluster:
     # IPAM's first subnets, so that another cluster on this machine routes elsewhere.
     pod_cidr = f"10.244.{random.randint(128, 250)}.0/24"
     argv = [sys.executable, "-m", "timonel.cli.main", "up", "--data-dir", str(data),
-            "--port", str(free_port()), "--node-name", f"e2e-{tag}", "--pod-cidr", pod_cidr,
+            "--port", str(free_port()), "--node-name", f"e2e-{tag}",
             "--runtime-socket", str(data / "rt.sock"), "--bridge", f"tmnl{tag}", "--agent-port", "0"]
+    if own_pod_cidr:
+        argv += ["--pod-cidr", pod_cidr]
     return _launch(argv, data)
 
 

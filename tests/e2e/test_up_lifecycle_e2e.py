@@ -4,6 +4,7 @@ with a message naming it and the tail of its log."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -80,10 +81,15 @@ def test_stop_removes_pods_and_up_again_brings_them_back(base: Path) -> None:
 
 
 def test_a_dead_part_stops_everything_and_says_which(base: Path) -> None:
-    cluster = start_up(base)
+    # Also the default pod CIDR: the node IPAM controller's, given to the runtime.
+    cluster = start_up(base, own_pod_cidr=False)
     try:
         cluster.kubectl("apply", "-f", "-", input=POD)
         wait_for("keeper to run", lambda: running_container(cluster))
+        assert "--pod-cidr" not in cluster.argv
+        assert ipaddress.IPv4Network(cluster.pod_cidr).subnet_of(ipaddress.IPv4Network("10.244.0.0/16"))
+        ip = json.loads(cluster.kubectl("get", "pod", "keeper", "-o", "json").stdout)["status"]["podIP"]
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(cluster.pod_cidr)
         os.kill(_agent_pid(cluster), signal.SIGKILL)
         assert cluster.proc.wait(120) == 5, cluster.log()
         out = cluster.log()
