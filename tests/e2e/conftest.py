@@ -204,7 +204,11 @@ def up_cluster() -> Iterator[UpCluster]:
         pytest.skip("needs root: timonel up runs the container runtime (namespaces, cgroups, mounts, "
                     "network interfaces) and the node agent")
     base = Path(tempfile.mkdtemp(prefix="tmnl-e2e-"))
-    cluster = start_up(base)
+    try:
+        cluster = start_up(base)
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
     try:
         yield cluster
     finally:
