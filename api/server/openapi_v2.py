@@ -5,15 +5,18 @@ server-side route is closed to it. `create`/`apply --validate=strict` (the
 default) first look for the object's kind in the OpenAPI v3 documents
 (openapi.py) to hand validation to the server; a `kind: List` is no resource,
 so for a List kubectl validates each item itself against `/openapi/v2`, which
-it fetches as protobuf (gnostic's `openapi.v2.Document`) and parses with kube-openapi's `proto` package:
+it fetches as protobuf (gnostic's `openapi.v2.Document`, gnostic_v2.py) and
+parses with kube-openapi's `proto` package:
 - every definition is parsed up front and one bad definition fails the whole
   document: a `$ref` must name `#/definitions/...` that exists and carry no
   `type` or `properties` beside it, a schema has at most one `type`, an array
   has exactly one `items` schema;
 - items find their definition through `x-kubernetes-group-version-kind`, a
   vendor extension, which gnostic carries as a YAML string (JSON is YAML);
-- it reads no `paths` for validation, so the document carries none (apply's
-  patch computation reads v3, and falls back to v2 paths only if v3 fails).
+- it reads no `paths` for validation; kubectl falls back to the v2 paths
+  (x-kubernetes-group-version-kind on PATCH operations, their `consumes` and
+  `fieldValidation` parameter) only when the v3 documents fail it, and older
+  kubectls read them first. The paths are those of the v3 documents, converted.
 The definitions are the same upstream ones as everywhere else (schemas.py),
 converted from kubernetes-validate's JSON Schema: nullable type lists become
 the single type, `#/$defs/` refs become `#/definitions/`, Quantity and
@@ -39,8 +42,7 @@ from aiohttp import web
 
 from timonel.api import schemas
 from timonel.api.errors import ApiError
-from timonel.api.server import openapi
-from timonel.api.server import protowire as pw
+from timonel.api.server import gnostic_v2, openapi
 
 log = logging.getLogger(__name__)
 
@@ -113,96 +115,81 @@ def definition(name: str) -> Doc:
     return converted
 
 
+_V3_REF_PREFIX = "#/components/schemas/"
+
+
+def _v2_schema_ref(schema: Doc) -> Doc:
+    ref = schema.get("$ref", "")
+    return {"$ref": _REF_PREFIX + ref.removeprefix(_V3_REF_PREFIX)} if ref else dict(schema)
+
+
+def _v2_parameter(p: Doc) -> Doc:
+    """A v3 parameter: its schema's type (and uniqueItems) move up beside its name."""
+    out = {k: v for k, v in p.items() if k != "schema"}
+    out.update(p.get("schema", {}))
+    return out
+
+
+def _first_schema(content: dict[str, Any]) -> Doc | None:
+    for media in content.values():
+        if isinstance(media, dict) and "schema" in media:
+            return _v2_schema_ref(media["schema"])
+    return None
+
+
+def convert_operation(op: Doc) -> Doc:
+    """A v3 operation (openapi.py) in v2 form: consumes/produces lists, a body parameter."""
+    out: Doc = {k: op[k] for k in ("tags", "description", "operationId") if k in op}
+    body = op.get("requestBody")
+    params = [_v2_parameter(p) for p in op.get("parameters", [])]
+    if body:
+        out["consumes"] = list(body.get("content", {}))
+        params.insert(0, {"name": "body", "in": "body", "required": body.get("required", False),
+                          "schema": _first_schema(body.get("content", {})) or {}})
+    produces: list[str] = []
+    responses: Doc = {}
+    for code, r in op.get("responses", {}).items():
+        content = r.get("content", {})
+        produces += [t for t in content if t not in produces]
+        responses[code] = {"description": r.get("description", "")}
+        schema = _first_schema(content)
+        if schema is not None:
+            responses[code]["schema"] = schema
+    if produces:
+        out["produces"] = produces
+    out["schemes"] = ["https"]
+    if params:
+        out["parameters"] = params
+    out["responses"] = responses
+    out.update({k: v for k, v in op.items() if k.startswith("x-")})
+    return out
+
+
+def paths() -> Doc:
+    """Every operation of the v3 documents (openapi.py), converted: one source for both."""
+    found: Doc = {}
+    for index_path in openapi.index_paths():
+        doc = openapi.openapi_v3_document_at(index_path)
+        for path, item in (doc or {}).get("paths", {}).items():
+            found[path] = {verb: (convert_operation(v) if verb != "parameters"
+                                  else [_v2_parameter(p) for p in v])
+                           for verb, v in item.items()}
+    return dict(sorted(found.items()))
+
+
 def openapi_v2_document() -> Doc:
     """The whole Swagger 2.0 document (built anew; the handler serves a cached encoding)."""
     defs = schemas.definitions()
     return {
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": f"v{schemas.KUBE_VERSION}"},
-        "paths": {},
+        "paths": paths(),
         "definitions": {name: definition(name) for name in sorted(defs)},
+        "securityDefinitions": {"BearerToken": {"type": "apiKey", "description": "Bearer Token "
+                                                "authentication", "name": "authorization",
+                                                "in": "header"}},
+        "security": [{"BearerToken": []}],
     }
-
-
-# -- gnostic protobuf (openapi.v2.Document) ------------------------------------------------
-# Field numbers from gnostic's openapiv2/OpenAPIv2.proto.
-
-
-def _any(value: Any) -> bytes:
-    """gnostic `Any`: the value as YAML text (field 2); JSON is a YAML subset."""
-    return pw.string(2, json.dumps(value, ensure_ascii=False))
-
-
-def _named_any(name: str, value: Any) -> bytes:
-    return pw.string(1, name) + pw.message(2, _any(value))
-
-
-def _extensions(number: int, node: Doc) -> bytes:
-    return b"".join(pw.message(number, _named_any(k, v))
-                    for k, v in node.items() if k.startswith("x-"))
-
-
-def _number(number: int, value: Any, *, integer: bool = False) -> bytes:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return b""
-    return pw.int64(number, int(value)) if integer else pw.double(number, float(value))
-
-
-def encode_schema(s: Doc) -> bytes:
-    """gnostic `Schema`."""
-    parts = [pw.string(1, s.get("$ref", "")), pw.string(2, s.get("format", "")),
-             pw.string(3, s.get("title", "")), pw.string(4, s.get("description", ""))]
-    if "default" in s:
-        parts.append(pw.message(5, _any(s["default"])))
-    parts += [_number(6, s.get("multipleOf")), _number(7, s.get("maximum")),
-              pw.boolean(8, s.get("exclusiveMaximum") is True), _number(9, s.get("minimum")),
-              pw.boolean(10, s.get("exclusiveMinimum") is True),
-              _number(11, s.get("maxLength"), integer=True),
-              _number(12, s.get("minLength"), integer=True), pw.string(13, s.get("pattern", "")),
-              _number(14, s.get("maxItems"), integer=True),
-              _number(15, s.get("minItems"), integer=True),
-              pw.boolean(16, s.get("uniqueItems") is True),
-              _number(17, s.get("maxProperties"), integer=True),
-              _number(18, s.get("minProperties"), integer=True),
-              pw.strings(19, list(s.get("required", [])))]
-    parts += [pw.message(20, _any(v)) for v in s.get("enum", [])]
-    extra = s.get("additionalProperties")
-    if isinstance(extra, dict):
-        parts.append(pw.message(21, pw.message(1, encode_schema(extra))))
-    elif isinstance(extra, bool):  # a oneof member is present even when false
-        parts.append(pw.message(21, pw.tag(2, pw.VARINT) + pw.varint(int(extra))))
-    typ = s.get("type")
-    if typ is not None:
-        parts.append(pw.message(22, pw.strings(1, typ if isinstance(typ, list) else [typ])))
-    items = s.get("items")
-    if items is not None:
-        listed = items if isinstance(items, list) else [items]
-        parts.append(pw.message(23, b"".join(pw.message(1, encode_schema(i)) for i in listed)))
-    parts += [pw.message(24, encode_schema(x)) for x in s.get("allOf", [])]
-    props = s.get("properties")
-    if isinstance(props, dict):
-        named = (pw.message(1, pw.string(1, k) + pw.message(2, encode_schema(v)))
-                 for k, v in props.items())
-        parts.append(pw.message(25, b"".join(named)))
-    disc = s.get("discriminator")
-    parts += [pw.string(26, disc if isinstance(disc, str) else ""),
-              pw.boolean(27, s.get("readOnly") is True)]
-    if "example" in s:
-        parts.append(pw.message(30, _any(s["example"])))
-    parts.append(_extensions(31, s))
-    return b"".join(parts)
-
-
-def encode_document(doc: Doc) -> bytes:
-    """gnostic `Document`: swagger, info, paths and definitions (what we publish)."""
-    info = doc.get("info", {})
-    info_body = pw.string(1, info.get("title", "")) + pw.string(2, info.get("version", ""))
-    if doc.get("paths"):
-        raise ValueError("encoding paths is not implemented: the document carries none")
-    defs = b"".join(pw.message(1, pw.string(1, name) + pw.message(2, encode_schema(schema)))
-                    for name, schema in doc.get("definitions", {}).items())
-    return b"".join([pw.string(1, doc.get("swagger", "")), pw.message(2, info_body),
-                     pw.message(8, b""), pw.message(9, defs), _extensions(16, doc)])
 
 
 # -- serving -------------------------------------------------------------------------------
@@ -234,7 +221,7 @@ def representation(content_type: str) -> Representation:
             t0 = time.perf_counter()
             doc = openapi_v2_document()
             if content_type == PROTOBUF:
-                body = encode_document(doc)
+                body = gnostic_v2.encode_document(doc)
             else:
                 body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
             _built[content_type] = Representation(body, content_type, _etag(body))

@@ -19,6 +19,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
 from timonel.api import schemas
+from timonel.api.resources import RESOURCES
 from timonel.api.server import openapi_v2
 from timonel.api.server import protowire as pw
 
@@ -30,9 +31,58 @@ STR, I64, BOOL, DBL, MSG = F.TYPE_STRING, F.TYPE_INT64, F.TYPE_BOOL, F.TYPE_DOUB
 GNOSTIC: dict[str, list[tuple[str, int, int, int, str]]] = {
     "Document": [("swagger", 1, STR, OPT, ""), ("info", 2, MSG, OPT, "Info"),
                  ("paths", 8, MSG, OPT, "Paths"), ("definitions", 9, MSG, OPT, "Definitions"),
+                 ("security", 12, MSG, REP, "SecurityRequirement"),
+                 ("security_definitions", 13, MSG, OPT, "SecurityDefinitions"),
                  ("vendor_extension", 16, MSG, REP, "NamedAny")],
     "Info": [("title", 1, STR, OPT, ""), ("version", 2, STR, OPT, "")],
-    "Paths": [("vendor_extension", 1, MSG, REP, "NamedAny")],
+    "Paths": [("vendor_extension", 1, MSG, REP, "NamedAny"),
+              ("path", 2, MSG, REP, "NamedPathItem")],
+    "NamedPathItem": [("name", 1, STR, OPT, ""), ("value", 2, MSG, OPT, "PathItem")],
+    "PathItem": [("_ref", 1, STR, OPT, ""), ("get", 2, MSG, OPT, "Operation"),
+                 ("put", 3, MSG, OPT, "Operation"), ("post", 4, MSG, OPT, "Operation"),
+                 ("delete", 5, MSG, OPT, "Operation"), ("options", 6, MSG, OPT, "Operation"),
+                 ("head", 7, MSG, OPT, "Operation"), ("patch", 8, MSG, OPT, "Operation"),
+                 ("parameters", 9, MSG, REP, "ParametersItem"),
+                 ("vendor_extension", 10, MSG, REP, "NamedAny")],
+    "Operation": [("tags", 1, STR, REP, ""), ("summary", 2, STR, OPT, ""),
+                  ("description", 3, STR, OPT, ""), ("operation_id", 5, STR, OPT, ""),
+                  ("produces", 6, STR, REP, ""), ("consumes", 7, STR, REP, ""),
+                  ("parameters", 8, MSG, REP, "ParametersItem"),
+                  ("responses", 9, MSG, OPT, "Responses"), ("schemes", 10, STR, REP, ""),
+                  ("deprecated", 11, BOOL, OPT, ""),
+                  ("vendor_extension", 13, MSG, REP, "NamedAny")],
+    "ParametersItem": [("parameter", 1, MSG, OPT, "Parameter")],
+    "Parameter": [("body_parameter", 1, MSG, OPT, "BodyParameter"),
+                  ("non_body_parameter", 2, MSG, OPT, "NonBodyParameter")],
+    "BodyParameter": [("description", 1, STR, OPT, ""), ("name", 2, STR, OPT, ""),
+                      ("in", 3, STR, OPT, ""), ("required", 4, BOOL, OPT, ""),
+                      ("schema", 5, MSG, OPT, "Schema")],
+    "NonBodyParameter": [("header_parameter_sub_schema", 1, MSG, OPT, "PathParameterSubSchema"),
+                         ("query_parameter_sub_schema", 3, MSG, OPT, "QueryParameterSubSchema"),
+                         ("path_parameter_sub_schema", 4, MSG, OPT, "PathParameterSubSchema")],
+    "QueryParameterSubSchema": [("required", 1, BOOL, OPT, ""), ("in", 2, STR, OPT, ""),
+                                ("description", 3, STR, OPT, ""), ("name", 4, STR, OPT, ""),
+                                ("type", 6, STR, OPT, ""), ("format", 7, STR, OPT, ""),
+                                ("unique_items", 20, BOOL, OPT, "")],
+    "PathParameterSubSchema": [("required", 1, BOOL, OPT, ""), ("in", 2, STR, OPT, ""),
+                               ("description", 3, STR, OPT, ""), ("name", 4, STR, OPT, ""),
+                               ("type", 5, STR, OPT, ""), ("format", 6, STR, OPT, ""),
+                               ("unique_items", 19, BOOL, OPT, "")],
+    "Responses": [("response_code", 1, MSG, REP, "NamedResponseValue")],
+    "NamedResponseValue": [("name", 1, STR, OPT, ""), ("value", 2, MSG, OPT, "ResponseValue")],
+    "ResponseValue": [("response", 1, MSG, OPT, "Response")],
+    "Response": [("description", 1, STR, OPT, ""), ("schema", 2, MSG, OPT, "SchemaItem")],
+    "SchemaItem": [("schema", 1, MSG, OPT, "Schema")],
+    "SecurityRequirement": [("additional_properties", 1, MSG, REP, "NamedStringArray")],
+    "NamedStringArray": [("name", 1, STR, OPT, ""), ("value", 2, MSG, OPT, "StringArray")],
+    "StringArray": [("value", 1, STR, REP, "")],
+    "SecurityDefinitions": [("additional_properties", 1, MSG, REP,
+                             "NamedSecurityDefinitionsItem")],
+    "NamedSecurityDefinitionsItem": [("name", 1, STR, OPT, ""),
+                                     ("value", 2, MSG, OPT, "SecurityDefinitionsItem")],
+    "SecurityDefinitionsItem": [("api_key_security", 2, MSG, OPT, "ApiKeySecurity")],
+    "ApiKeySecurity": [("type", 1, STR, OPT, ""), ("name", 2, STR, OPT, ""),
+                       ("in", 3, STR, OPT, ""), ("description", 4, STR, OPT, "")],
     "Definitions": [("additional_properties", 1, MSG, REP, "NamedSchema")],
     "Properties": [("additional_properties", 1, MSG, REP, "NamedSchema")],
     "NamedSchema": [("name", 1, STR, OPT, ""), ("value", 2, MSG, OPT, "Schema")],
@@ -57,7 +107,8 @@ GNOSTIC: dict[str, list[tuple[str, int, int, int, str]]] = {
                ("discriminator", 26, STR, OPT, ""), ("read_only", 27, BOOL, OPT, ""),
                ("example", 30, MSG, OPT, "Any"), ("vendor_extension", 31, MSG, REP, "NamedAny")],
 }
-ONEOF = {"AdditionalPropertiesItem"}
+ONEOF = {"AdditionalPropertiesItem", "ParametersItem", "Parameter", "NonBodyParameter",
+         "ResponseValue", "SchemaItem", "SecurityDefinitionsItem"}
 
 
 def message_classes(package: str, spec: dict[str, list[tuple[str, int, int, int, str]]],
@@ -175,6 +226,57 @@ def schema_to_dict(m: Any) -> dict[str, Any]:
     return out
 
 
+def parameter_to_dict(item: Any) -> dict[str, Any]:
+    p = item.parameter
+    assert item.WhichOneof("oneof") == "parameter"
+    if p.WhichOneof("oneof") == "body_parameter":
+        b = p.body_parameter
+        return {"name": b.name, "in": getattr(b, "in"), "required": b.required,
+                "schema": schema_to_dict(b.schema)}
+    nb = p.non_body_parameter
+    sub = getattr(nb, nb.WhichOneof("oneof"))
+    out: dict[str, Any] = {"name": sub.name, "in": getattr(sub, "in")}
+    if sub.description:
+        out["description"] = sub.description
+    if sub.required:
+        out["required"] = True
+    out["type"] = sub.type
+    if sub.unique_items:
+        out["uniqueItems"] = True
+    return out
+
+
+def operation_to_dict(op: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"tags": list(op.tags), "description": op.description,
+                           "operationId": op.operation_id}
+    if op.consumes:
+        out["consumes"] = list(op.consumes)
+    if op.produces:
+        out["produces"] = list(op.produces)
+    out["schemes"] = list(op.schemes)
+    if op.parameters:
+        out["parameters"] = [parameter_to_dict(p) for p in op.parameters]
+    out["responses"] = {}
+    for named in op.responses.response_code:
+        r = named.value.response
+        out["responses"][named.name] = {"description": r.description}
+        if r.HasField("schema"):
+            out["responses"][named.name]["schema"] = schema_to_dict(r.schema.schema)
+    for ext in op.vendor_extension:
+        out[ext.name] = _yaml(ext.value)
+    return out
+
+
+def path_item_to_dict(item: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for verb in ("get", "put", "post", "delete", "patch"):
+        if item.HasField(verb):
+            out[verb] = operation_to_dict(getattr(item, verb))
+    if item.parameters:
+        out["parameters"] = [parameter_to_dict(p) for p in item.parameters]
+    return out
+
+
 @pytest.fixture(scope="module")
 def decoded(gnostic: dict[str, type[Message]]) -> Any:
     body = openapi_v2.representation(openapi_v2.PROTOBUF).body
@@ -195,6 +297,50 @@ def test_protobuf_decodes_to_the_json_document(decoded: Any, document: dict[str,
     assert names == list(document["definitions"]) == sorted(schemas.definitions())
     for named in decoded.definitions.additional_properties:
         assert schema_to_dict(named.value) == document["definitions"][named.name], named.name
+
+
+def test_protobuf_reencodes_to_the_same_bytes(decoded: Any) -> None:
+    """protobuf's own encoder, given what it decoded, writes our bytes back: every field
+    we wrote is one the descriptors know, in field order, defaults left out as proto3 does."""
+    body = openapi_v2.representation(openapi_v2.PROTOBUF).body
+    assert decoded.SerializeToString(deterministic=True) == body
+
+
+def test_protobuf_paths_and_security_decode_to_the_json_document(
+        decoded: Any, document: dict[str, Any]) -> None:
+    paths = {p.name: path_item_to_dict(p.value) for p in decoded.paths.path}
+    assert list(paths) == list(document["paths"])
+    for name, item in paths.items():
+        assert item == document["paths"][name], name
+    [requirement] = decoded.security
+    assert [(r.name, list(r.value.value)) for r in requirement.additional_properties] == [
+        ("BearerToken", [])]
+    [sec] = decoded.security_definitions.additional_properties
+    key = sec.value.api_key_security
+    assert (sec.name, key.type, key.name, getattr(key, "in")) == (
+        "BearerToken", "apiKey", "authorization", "header")
+
+
+def test_patch_operations_found_as_kubectl_v2_verifier_does(decoded: Any) -> None:
+    """kubectl's v2 fallback: a PATCH operation whose x-kubernetes-group-version-kind
+    (YAML, one map) names the kind, with a fieldValidation query parameter; and its
+    `consumes` (apply's patch type)."""
+    found: dict[tuple[str, str, str], Any] = {}
+    for path in decoded.paths.path:
+        op = path.value.patch
+        for ext in op.vendor_extension:
+            if ext.name == "x-kubernetes-group-version-kind":
+                gvk = yaml.safe_load(ext.value.yaml)
+                found.setdefault((gvk["group"], gvk["version"], gvk["kind"]), op)
+    for rtype in RESOURCES:
+        if schemas.definition_name(rtype.group, rtype.version, rtype.kind) is None:
+            continue
+        op = found.get((rtype.group, rtype.version, rtype.kind))
+        assert op is not None, rtype.kind
+        names = [p.parameter.non_body_parameter.query_parameter_sub_schema.name
+                 for p in op.parameters]
+        assert "fieldValidation" in names, rtype.kind
+        assert "application/strategic-merge-patch+json" in op.consumes
 
 
 def test_kinds_carry_their_group_version_kind(document: dict[str, Any]) -> None:
