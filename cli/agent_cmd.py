@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         "(memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, "
                         "imagefs.inodesFree, pid.available) is below its quantity or percentage "
                         "(default: upstream's, memory.available<100Mi,nodefs.available<10%%,...)")
+    p.add_argument("--eviction-pressure-transition-period", default="5m0s", metavar="DURATION",
+                   help="how long a MemoryPressure/DiskPressure/PIDPressure condition stays after "
+                        "its signal recovers (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from timonel.node_agent.agent.agent import AgentConfig
 
     eviction_hard = eviction_hard_flag(args.eviction_hard)
+    transition = duration_flag("--eviction-pressure-transition-period", args.eviction_pressure_transition_period)
     if os.geteuid() != 0:
         raise Failure("AGENT_ROOT", "timonel agent needs root: it writes pod volumes that the "
                       "runtime bind-mounts and mounts tmpfs volumes", "run it with sudo",
@@ -117,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(Client(config), AgentConfig(name, os.path.abspath(args.data_dir),
                                                           args.runtime_socket, node_ip=args.node_ip,
                                                           port=args.port, client_ca_pem=config.ca_pem,
-                                                          eviction_hard=eviction_hard)))
+                                                          eviction_hard=eviction_hard,
+                                                          pressure_transition_seconds=transition)))
 
 
 
@@ -138,6 +143,17 @@ def eviction_hard_flag(value: str | None) -> str:
                       "pass SIGNAL<QUANTITY or SIGNAL<PERCENT pairs separated by commas, e.g. "
                       "memory.available<100Mi,nodefs.available<10%", EXIT_CONFIG) from None
     return value
+
+
+
+def duration_flag(flag: str, value: str) -> float:
+    from timonel.node_agent.agent.eviction import ThresholdError, parse_duration
+
+    try:
+        return parse_duration(value)
+    except ThresholdError as e:
+        raise Failure("AGENT_DURATION", f"{flag}: {e}", "pass a duration like 5m0s, 30s or 0",
+                      EXIT_CONFIG) from None
 
 
 async def _serve(client: Client, config) -> int:  # type: ignore[no-untyped-def]

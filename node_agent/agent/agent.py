@@ -50,6 +50,8 @@ class AgentConfig:
     sync_seconds: float = 1.0
     # Hard eviction thresholds, in the syntax of the kubelet's --eviction-hard.
     eviction_hard: str = eviction.DEFAULT_EVICTION_HARD
+    # How long a pressure condition outlives its signal (--eviction-pressure-transition-period).
+    pressure_transition_seconds: float = eviction.DEFAULT_PRESSURE_TRANSITION_SECONDS
     # The HTTPS endpoint for logs/exec (streaming/): address ("" = detected), port
     # (0 = any free one), and the cluster CA its callers' certificates must chain to.
     node_ip: str = ""
@@ -93,6 +95,7 @@ class Agent:
         self._synced_at: dict[str, float] = {}
         self.thresholds = eviction.parse_thresholds(config.eviction_hard)
         self.pressure = nodes.Pressure()  # as last observed: new pods are admitted against it
+        self._pressure_seen: dict[str, float] = {}
         self._streaming: web.AppRunner | None = None
         self.streaming_port = 0
 
@@ -140,8 +143,8 @@ class Agent:
         self.ctx.memory_capacity = m.memory_bytes
         self.ctx.allocatable = eviction.allocatable(nodes.capacity(m), self.thresholds)
         ready, why = await self._runtime_state()
-        _, met = self._observe()
-        conds = nodes.node_conditions([], eviction.pressure_of(met), ready, why)
+        self._observe()
+        conds = nodes.node_conditions([], self.pressure, ready, why)
         obj = nodes.node_object(self.config.node_name, m,
                                 f"{version.runtime_name}://{version.runtime_version}", conds)
         obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] = self.streaming_port
@@ -203,7 +206,7 @@ class Agent:
                 ready, why = await self._runtime_state()
                 old = (self.node.get("status") or {}).get("conditions") or []
                 observed, met = self._observe()
-                conds = nodes.node_conditions(old, eviction.pressure_of(met), ready, why)
+                conds = nodes.node_conditions(old, self.pressure, ready, why)
 
                 def strip(cs: list[Obj]) -> list[tuple[str, str, str]]:
                     return [(c["type"], c["status"], c.get("reason", "")) for c in cs]
@@ -222,7 +225,8 @@ class Agent:
         """The eviction signals now, and the thresholds they are under (Node conditions come from them)."""
         observed = eviction.observe(self.config.data_dir)
         met = eviction.thresholds_met(self.thresholds, observed)
-        self.pressure = eviction.pressure_of(met)
+        self.pressure = eviction.held_pressure(met, self._pressure_seen, time.monotonic(),
+                                               self.config.pressure_transition_seconds)
         return observed, met
 
     async def _evict_one(self, observed: dict[str, eviction.Observation],

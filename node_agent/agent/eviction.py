@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 # Upstream's Linux defaults for --eviction-hard (it has no pid.available default).
+DEFAULT_PRESSURE_TRANSITION_SECONDS = 300.0  # upstream's 5m0s
 DEFAULT_EVICTION_HARD = ("memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,"
                          "imagefs.available<15%,imagefs.inodesFree<5%")
 # In upstream's order of eviction priority: memory first.
@@ -191,6 +193,29 @@ def pressure_of(met: list[Threshold]) -> Pressure:
     return Pressure(memory="memory.available" in signals,
                     disk=any(s.startswith(("nodefs.", "imagefs.")) for s in signals),
                     pid="pid.available" in signals)
+
+
+def held_pressure(met: list[Threshold], last_seen: dict[str, float], now: float, period: float) -> Pressure:
+    """Pressure conditions stay on until their signals have been clear for `period`
+    seconds (upstream's --eviction-pressure-transition-period), so they do not flap;
+    `last_seen` (condition -> monotonic time) is the caller's memory between calls."""
+    current = pressure_of(met)
+    held = {}
+    for name in ("memory", "disk", "pid"):
+        if getattr(current, name):
+            last_seen[name] = now
+        held[name] = bool(getattr(current, name)) or (name in last_seen and now - last_seen[name] < period)
+    return Pressure(**held)
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in a Go duration ("5m0s", "30s", "1h30m", "500ms"), as the kubelet's flags take."""
+    if value.strip() == "0":
+        return 0.0
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value.strip())
+    if not parts or "".join(n + u for n, u in parts) != value.strip():
+        raise ThresholdError(f"{value!r} is not a duration (like 5m0s, 30s or 1h)")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[u] for n, u in parts)
 
 
 def _quantity(value: Any) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from timonel.cli.agent_cmd import eviction_hard_flag
+from timonel.cli.agent_cmd import duration_flag, eviction_hard_flag
 from timonel.cli.failures import Failure
 from timonel.node_agent.agent.eviction import (
     DEFAULT_EVICTION_HARD,
@@ -22,8 +22,10 @@ from timonel.node_agent.agent.eviction import (
     allocatable,
     candidates,
     eviction_message,
+    held_pressure,
     local_storage_evictions,
     observe,
+    parse_duration,
     parse_thresholds,
     pod_request,
     pressure_of,
@@ -243,3 +245,25 @@ def test_local_storage_limits(tmp_path: Any) -> None:
     # Already evicted: not again.
     scratch["status"]["phase"] = "Failed"
     assert [p["metadata"]["name"] for p, _ in local_storage_evictions(str(tmp_path), pods)] == ["logs"]
+
+
+def test_pressure_outlives_its_signal_for_the_transition_period() -> None:
+    memory = parse_thresholds("memory.available<1Gi")
+    seen: dict[str, float] = {}
+    assert not held_pressure([], seen, 0.0, 300).memory
+    assert held_pressure(memory, seen, 10.0, 300).memory
+    assert held_pressure([], seen, 309.0, 300).memory  # clear for 299 s: still on
+    assert not held_pressure([], seen, 310.0, 300).memory
+    assert held_pressure(memory, seen, 311.0, 0).memory and not held_pressure([], seen, 311.0, 0).memory
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5m0s", 300), ("30s", 30), ("1h30m", 5400), ("500ms", 0.5),
+                                               ("0", 0), ("1.5s", 1.5)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_bad_duration_is_a_config_failure() -> None:
+    with pytest.raises(Failure) as info:
+        duration_flag("--eviction-pressure-transition-period", "5 minutes")
+    assert "--eviction-pressure-transition-period" in str(info.value) and "5 minutes" in str(info.value)
