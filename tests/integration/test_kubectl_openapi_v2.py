@@ -45,12 +45,20 @@ items:
         - name: main
           image: {image}
           ports: [{containerPort: 8080, name: http}]
-          resources: {limits: {cpu: 500m, memory: 64Mi}}
+          resources: {limits: {cpu: 1, memory: 64Mi}}
           envFrom: [{configMapRef: {name: settings}}]
+- apiVersion: v1
+  kind: Service
+  metadata: {name: web}
+  spec:
+    selector: {app: web}
+    ports: [{name: web, port: 80, targetPort: http}, {name: alt, port: 81, targetPort: 8080}]
 """
 
 
 def list_yaml(mode: str = "a", image: str = "busybox:1.36") -> str:
+    """A ConfigMap, a Deployment (a quantity given as a number) and a Service
+    (IntOrString given both ways: upstream's v2 publishes both as strings)."""
     return LIST.replace("{mode}", mode).replace("{image}", image)
 
 
@@ -58,6 +66,7 @@ def test_apply_list_create_unchanged_configure(kubectl, tmp_path) -> None:  # ty
     path = write(tmp_path, "list.yaml", list_yaml())
     out = kubectl("apply", "-f", path)
     assert "configmap/settings created" in out and "deployment.apps/web created" in out, out
+    assert "service/web created" in out, out
 
     out = kubectl("apply", "-f", path)
     assert "configmap/settings unchanged" in out and "deployment.apps/web unchanged" in out, out
