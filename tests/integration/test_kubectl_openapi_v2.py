@@ -154,3 +154,14 @@ def test_explain_from_openapi_v2(kubectl) -> None:  # type: ignore[no-untyped-de
     assert "RESOURCE: ports <[]Object>" in out, out
     assert "containerPort\t<integer> -required-" in out, out
     assert "protocol\t<string>" in out, out
+
+
+def test_create_and_server_side_apply_of_a_list(kubectl, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every verb that validates a List client-side: create, and apply --server-side."""
+    path = write(tmp_path, "list.yaml", list_yaml())
+    out = kubectl("create", "-f", path)
+    assert "configmap/settings created" in out and "service/web created" in out, out
+    path = write(tmp_path, "list.yaml", list_yaml(mode="c"))
+    out = kubectl("apply", "--server-side", "--force-conflicts", "-f", path)
+    assert "configmap/settings serverside-applied" in out, out
+    assert kubectl("get", "cm", "settings", "-o", "jsonpath={.data.mode}") == "c"
