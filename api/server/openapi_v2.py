@@ -23,8 +23,8 @@ the single type, `#/$defs/` refs become `#/definitions/`, Quantity and
 IntOrString become strings as upstream publishes them.
 
 Both forms are built on first request, off the event loop (not at start-up:
-~0.1 s each on a laptop core, more on a loaded CI machine), then kept encoded
-with their ETags; later requests cost a dictionary lookup.
+~0.3 s for the protobuf, 1.6 MB, on one idle core), then kept encoded with
+their ETags; a later request costs ~1.5 ms on loopback, a 304 ~0.3 ms.
 """
 
 from __future__ import annotations
