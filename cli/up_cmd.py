@@ -5,10 +5,11 @@ one by one: `timonel server` (embedded etcd, scheduler and controllers),
 `timonel runtime` and `timonel agent`. Start-up is a list of named steps
 (cli/up_steps.py); a failing step says which it was and stops what already
 runs. Then `up` becomes a lean supervisor (cli/up_supervisor.py): a child
-that dies is reported with its log tail and everything stops. On Ctrl-C or SIGTERM: the agent stops, every pod's containers and
-sandbox are removed through the runtime (nothing stays on the host), then the
-runtime and the server stop. A later `up` on the same directory brings the
-pods back: they are still in etcd, bound to this node.
+that dies is reported with its log tail and everything stops. On Ctrl-C,
+SIGTERM or SIGHUP: the agent stops, every pod's containers and sandbox are
+removed through the runtime (nothing stays on the host), then the runtime and
+the server stop. A later `up` on the same directory brings the pods back:
+they are still in etcd, bound to this node.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from types import FrameType
 
 from timonel.cli.failures import EXIT_PERMISSION, EXIT_UNAVAILABLE, Failure
 from timonel.cli.up_steps import Interrupted, StepError, UpOptions, UpState, shutdown, start_all
-from timonel.cli.up_supervisor import handoff
+from timonel.cli.up_supervisor import STOP_SIGNALS, handoff
 from timonel.node_agent.runtime.daemon import DEFAULT_SOCKET
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         state.stop_requested = signum
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, on_signal)
     try:
         start_all(state)

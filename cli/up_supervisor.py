@@ -26,6 +26,8 @@ from types import FrameType
 log = logging.getLogger(__name__)
 
 EXIT_CHILD_DIED = 5  # failures.EXIT_UNAVAILABLE, without importing the CLI here
+# Stop requests; SIGHUP too: a closed terminal must not leave the children running on their own.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -188,9 +190,9 @@ def shutdown(children: dict[str, Child], runtime_socket: str, data_dir: str, bri
 # -- the supervisor process --
 
 def handoff(children: list[Child], runtime_socket: str, data_dir: str, bridge: str) -> None:
-    """Become the supervisor (never returns). SIGINT/SIGTERM stay blocked over the exec, so
+    """Become the supervisor (never returns). Stop signals stay blocked over the exec, so
     one arriving now is handled by the supervisor, not lost and not fatal."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
     state = {"children": [c.to_json() for c in children], "runtime_socket": runtime_socket,
              "data_dir": data_dir, "bridge": bridge, "log_level": logging.getLogger().getEffectiveLevel()}
     sys.stdout.flush()
@@ -218,9 +220,9 @@ def main(state_json: str) -> int:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.append(signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, on_signal)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
     children = {c["name"]: Child(c["name"], c["args"], c["log_path"], c["pid"]) for c in state["children"]}
     dead = supervise(children, stop)
     data_dir = state["data_dir"]
