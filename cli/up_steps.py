@@ -13,6 +13,7 @@ the one the node IPAM controller assigns from the cluster CIDR.
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import json
 import logging
@@ -270,13 +271,23 @@ def _start_agent(state: UpState) -> None:
         # Loopback only: the API server reaches the agent there for logs and exec, and
         # nothing outside this machine needs to.
         "--node-ip", "127.0.0.1", "--port", str(o.agent_port)], state.log_path("agent"))
+    # An earlier run's Ready condition may still be in etcd: only a heartbeat of this agent counts.
+    started = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     state.agent.start()
 
     def ready() -> bool:
         code, node = api(state, "GET", f"/api/v1/nodes/{o.node_name}")
         return code == 200 and any(c.get("type") == "Ready" and c.get("status") == "True"
+                                   and _time(c.get("lastHeartbeatTime")) >= started
                                    for c in (node.get("status") or {}).get("conditions") or [])
     _wait(state, f"node {o.node_name} to be Ready", ready, watch=state.agent)
+
+
+def _time(text: Any) -> datetime.datetime:
+    try:
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.datetime.min.replace(tzinfo=datetime.UTC)
 
 
 STEPS: list[tuple[str, Callable[[UpState], None]]] = [

@@ -3,6 +3,7 @@ bookkeeping of children it did not start itself (after the hand-over exec)."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from timonel.cli.up_steps import (
     UpState,
     _node_cidrs,
     _prepare,
+    _time,
     _wait,
 )
 from timonel.cli.up_supervisor import Child
@@ -129,3 +131,8 @@ def test_a_second_up_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
     assert f"another timonel up (pid {os.getpid()}) is using {tmp_path}" in str(e.value)
     assert "another --data-dir" in e.value.advice
     assert (tmp_path / "logs").is_dir() and (tmp_path / "images").is_dir()
+
+
+def test_heartbeat_times_parse_and_garbage_is_oldest() -> None:
+    assert _time("2026-11-26T15:04:05Z") == datetime.datetime(2026, 11, 26, 15, 4, 5, tzinfo=datetime.UTC)
+    assert _time(None) < _time("1970-01-01T00:00:00Z")
