@@ -175,7 +175,8 @@ def shutdown(children: dict[str, Child], runtime_socket: str, data_dir: str, bri
             log.warning("could not remove the pods err=%r", e)
             print(f"warning: could not remove every pod through the runtime: {e}", file=sys.stderr,
                   flush=True)
-    unmount_under(os.path.join(data_dir, "agent", "pods"))
+    if "agent" in children:  # only what our own agent mounted (a refused second `up` has none)
+        unmount_under(os.path.join(data_dir, "agent", "pods"))
     if runtime is not None:
         runtime.stop(30)
     if pods_removed and bridge:

@@ -32,7 +32,15 @@ spec:
     image: busybox:latest
     imagePullPolicy: IfNotPresent
     command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 1; done']
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes:
+  - {name: scratch, emptyDir: {medium: Memory}}
 """
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(f"{path}/")]
 
 
 def running_container(cluster: UpCluster) -> str | None:
@@ -56,9 +64,13 @@ def test_stop_removes_pods_and_up_again_brings_them_back(base: Path) -> None:
         second_up = subprocess.run(cluster.argv, capture_output=True, text=True, timeout=60)
         assert second_up.returncode == 5, second_up.stderr
         assert f"another timonel up (pid {cluster.proc.pid}) is using {cluster.data_dir}" in second_up.stderr
-        assert running_container(cluster) == first  # the first one is untouched
+        # The first one is untouched: same container, its memory emptyDir still mounted.
+        assert running_container(cluster) == first
+        pods_dir = cluster.data_dir / "agent" / "pods"
+        assert mounts_under(pods_dir), "the refused second up unmounted the running pod's tmpfs"
         assert stop_up(cluster) == 0, cluster.log()
         assert "stopped" in cluster.log()
+        assert not mounts_under(pods_dir)
         assert not os.path.exists(cluster.runtime_socket)
         bridge = cluster.argv[cluster.argv.index("--bridge") + 1]
         assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode != 0, \
