@@ -12,6 +12,7 @@ import queue
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
+from typing import Any
 
 import grpc
 
@@ -23,23 +24,25 @@ _MAX_MESSAGE = 64 << 20
 
 
 class ExecSession:
-    """A running Exec stream: send input, resize, read output; `exit_code` once it ended.
+    """A running Exec or Attach stream: send input, resize, read output; `exit_code` once it ended.
 
     Iterating yields (stream, bytes) with stream "stdout" or "stderr" until the
-    process has exited.
+    process has exited (or, for attach, the session ended: then `exit_code` may be None).
     """
 
-    def __init__(self, stub: pb_grpc.RuntimeServiceStub, start: pb.ExecRequest,
+    def __init__(self, stub: pb_grpc.RuntimeServiceStub, start: pb.ExecRequest | pb.AttachRequest,
                  size: tuple[int, int] | None = None):
-        self._requests: queue.Queue[pb.ExecStreamRequest | None] = queue.Queue()
-        first = pb.ExecStreamRequest(start=start)
+        attach = isinstance(start, pb.AttachRequest)
+        self._msg: Any = pb.AttachStreamRequest if attach else pb.ExecStreamRequest
+        self._requests: queue.Queue[Any] = queue.Queue()
+        first = self._msg(start=start)
         if size:
             first.resize.width, first.resize.height = size[1], size[0]
         self._requests.put(first)
-        self._call = stub.Exec(self._generate())
+        self._call = (stub.Attach if attach else stub.Exec)(self._generate())
         self.exit_code: int | None = None
 
-    def _generate(self) -> Iterator[pb.ExecStreamRequest]:
+    def _generate(self) -> Iterator[Any]:
         while True:
             item = self._requests.get()
             if item is None:
@@ -47,13 +50,13 @@ class ExecSession:
             yield item
 
     def send(self, data: bytes) -> None:
-        self._requests.put(pb.ExecStreamRequest(stdin=data))
+        self._requests.put(self._msg(stdin=data))
 
     def close_stdin(self) -> None:
-        self._requests.put(pb.ExecStreamRequest(close_stdin=True))
+        self._requests.put(self._msg(close_stdin=True))
 
     def resize(self, rows: int, cols: int) -> None:
-        self._requests.put(pb.ExecStreamRequest(resize=pb.TerminalSize(width=cols, height=rows)))
+        self._requests.put(self._msg(resize=pb.TerminalSize(width=cols, height=rows)))
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
         try:
@@ -178,6 +181,13 @@ class RuntimeClient:
         """Start a streaming exec; `size` is the terminal's (rows, cols)."""
         start = pb.ExecRequest(container_id=cid, cmd=list(cmd), tty=tty, stdin=stdin, stdout=True,
                                stderr=not tty)
+        return ExecSession(self.runtime, start, size)
+
+    def attach(self, cid: str, stdin: bool = False, tty: bool = False, stdout: bool = True,
+               stderr: bool = True, size: tuple[int, int] | None = None) -> ExecSession:
+        """Attach to a container's own stdio; output from now on. `tty` is taken from the
+        container (a tty container's output all comes as stdout); `size` is (rows, cols)."""
+        start = pb.AttachRequest(container_id=cid, stdin=stdin, tty=tty, stdout=stdout, stderr=stderr)
         return ExecSession(self.runtime, start, size)
 
     # -- images --

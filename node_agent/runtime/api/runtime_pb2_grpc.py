@@ -119,6 +119,11 @@ class RuntimeServiceStub:
                 request_serializer=timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.ExecStreamRequest.SerializeToString,
                 response_deserializer=timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.ExecStreamResponse.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/timonel.runtime.v1.RuntimeService/Attach',
+                request_serializer=timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.AttachStreamRequest.SerializeToString,
+                response_deserializer=timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.ExecStreamResponse.FromString,
+                _registered_method=True)
         self.ContainerStats = channel.unary_unary(
                 '/timonel.runtime.v1.RuntimeService/ContainerStats',
                 request_serializer=timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.ContainerStatsRequest.SerializeToString,
@@ -239,6 +244,15 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request_iterator, context):
+        """timonel: a stream like Exec's, to the container's own stdio (its shim serves it, so
+        it works after a runtime restart). Output from the moment of attach; the last
+        message carries the exit code when the container exits while attached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ContainerStats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -331,6 +345,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
             'Exec': grpc.stream_stream_rpc_method_handler(
                     servicer.Exec,
                     request_deserializer=timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.ExecStreamRequest.FromString,
+                    response_serializer=timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.ExecStreamResponse.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.AttachStreamRequest.FromString,
                     response_serializer=timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.ExecStreamResponse.SerializeToString,
             ),
             'ContainerStats': grpc.unary_unary_rpc_method_handler(
@@ -797,6 +816,33 @@ class RuntimeService:
             target,
             '/timonel.runtime.v1.RuntimeService/Exec',
             timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.ExecStreamRequest.SerializeToString,
+            timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.ExecStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/timonel.runtime.v1.RuntimeService/Attach',
+            timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.AttachStreamRequest.SerializeToString,
             timonel_dot_node__agent_dot_runtime_dot_api_dot_runtime__pb2.ExecStreamResponse.FromString,
             options,
             channel_credentials,

@@ -16,7 +16,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import termios
 import time
 from dataclasses import dataclass
@@ -26,29 +25,12 @@ from ..cgroups.common import write
 from ..linux import SyscallsLike
 from ..linux.constants import NAMESPACE_FLAGS
 from . import users
+from .console import open_container_pty, set_winsize
 from .init import find_executable, home_dir, reset_signals
 from .security import Credentials, apply_rlimits, drop_privileges
 from .state import alive
 
 _ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")  # mnt last: it changes our root
-
-
-_TIOCGPTN, _TIOCSPTLCK = 0x80045430, 0x40045431
-
-
-def open_container_pty(uid: int, size: tuple[int, int] | None) -> tuple[int, int]:
-    """A pty from the container's own devpts (we are in its mount namespace): (master, slave).
-
-    So the process' tty has a name inside the container, as with runc's console.
-    """
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
-    number = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, b"\0" * 4))[0]
-    slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    os.fchown(slave, uid, -1)
-    if size:
-        set_winsize(master, *size)
-    return master, slave
 
 
 def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_fd: int) -> None:
@@ -210,10 +192,6 @@ class ExecProcess:
                     pass
         self._status.close()
         self.stdin = self.stdout = self.stderr = self.master = None
-
-
-def set_winsize(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def collect(proc: ExecProcess, timeout: float, limit: int = 16 << 20) -> ExecResult:

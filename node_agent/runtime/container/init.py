@@ -18,6 +18,7 @@ from ..cgroups.common import write
 from ..linux import SyscallsLike
 from ..linux.constants import CLONE_NEWCGROUP, CLONE_NEWNS, NAMESPACE_FLAGS
 from . import users
+from .console import make_controlling, open_container_pty
 from .rootfs import RootfsPlan, mount_rootfs, pivot
 from .security import Credentials, apply_rlimits, drop_privileges
 
@@ -41,6 +42,7 @@ class InitConfig:
     cred: Credentials
     extra_env: dict[str, str] = field(default_factory=dict)
     user_name: str | None = None  # resolved after pivot_root, in the image's /etc/passwd
+    tty: bool = False  # stdio is a pty opened in the container's devpts; the shim gets the master
 
 
 def find_executable(name: str, path: str) -> str:
@@ -108,6 +110,8 @@ def reset_signals() -> None:
 
 
 def finish(sys: SyscallsLike, cfg: InitConfig, exe: str, env: dict[str, str]) -> None:
+    if cfg.tty:
+        make_controlling(0)
     drop_privileges(sys, cfg.cred)
     reset_signals()
     sys.execve(exe, cfg.args, env)
@@ -122,11 +126,14 @@ def run(sys: SyscallsLike, cfg: InitConfig, ready_fd: int, start_fd: int, hold_f
     """
     try:
         exe, env = setup(sys, cfg)
+        master = _tty_stdio(cfg.cred.uid) if cfg.tty else -1
     except Exception as e:
         _report(ready_fd, f"error {_describe(e)}")
         os._exit(1)
     if hold_fd >= 0:
-        _send_mount_ns(hold_fd)
+        _send_mount_ns(hold_fd, master)
+    if master >= 0:
+        os.close(master)
     _report(ready_fd, "ok")
     os.close(ready_fd)
     if os.read(start_fd, 1) != b"s":  # anything else: the runtime gave up on us
@@ -139,12 +146,22 @@ def run(sys: SyscallsLike, cfg: InitConfig, ready_fd: int, start_fd: int, hold_f
         os._exit(127 if isinstance(e, FileNotFoundError) else 126)
 
 
-def _send_mount_ns(hold_fd: int) -> None:
+def _tty_stdio(uid: int) -> int:
+    """Stdin, stdout and stderr on a new pty of the container; returns the master."""
+    master, slave = open_container_pty(uid, None)
+    for i in range(3):
+        os.dup2(slave, i)
+    os.close(slave)
+    return master
+
+
+def _send_mount_ns(hold_fd: int, pty_master: int = -1) -> None:
+    """Our mount namespace and, for a tty container, the pty master (the shim's from now on)."""
     try:
         with socket.socket(fileno=hold_fd) as sock:
             ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                socket.send_fds(sock, [b"mnt"], [ns])
+                socket.send_fds(sock, [b"mnt"], [ns] if pty_master < 0 else [ns, pty_master])
             finally:
                 os.close(ns)
     except OSError:

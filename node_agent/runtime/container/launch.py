@@ -91,7 +91,7 @@ def build(spec: ContainerSpec, state_dir: str, cgroup: str, procs_files: list[st
         hostname=spec.hostname, procs_files=procs_files,
         new_namespaces=[k for k in _SHARED_KINDS if k not in join],
         rootfs=plan, readonly_rootfs=spec.readonly_rootfs, cred=cred, extra_env=extra_env,
-        user_name=spec.user.name)
+        user_name=spec.user.name, tty=spec.tty)
     launch = {
         "id": spec.id,
         "init": init_config_to_dict(cfg),
@@ -100,6 +100,7 @@ def build(spec: ContainerSpec, state_dir: str, cgroup: str, procs_files: list[st
         "log_path": spec.log_path or os.path.join(state_dir, "container.log"),
         "log_max_size": spec.log_max_size,
         "log_max_files": spec.log_max_files,
+        "stdio": {"stdin": spec.stdin, "stdin_once": spec.stdin_once, "tty": spec.tty},
     }
     return launch, caps
 

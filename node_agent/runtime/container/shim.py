@@ -24,6 +24,7 @@ from ..cgroups import Cgroups
 from ..linux import SyscallsLike
 from ..linux.constants import CLONE_NEWPID, NAMESPACE_FLAGS
 from . import init
+from .attach import AttachServer
 from .init import InitConfig
 from .launch import init_config_from_dict
 from .logs import LogWriter
@@ -127,10 +128,13 @@ def _fork_early_init(sys: SyscallsLike, requests: int) -> EarlyInit:
 
 def _early_init(sys: SyscallsLike, control: socket.socket) -> None:
     """In the early init: wait for the state dir and ready pipe, join the pod, then run as init."""
-    msg, fds, _, _ = socket.recv_fds(control, _MAX_REQUEST, 1)
-    if not msg or len(fds) != 1:
+    msg, fds, _, _ = socket.recv_fds(control, _MAX_REQUEST, 2)
+    if not msg or not fds:
         os._exit(1)
     state_dir, ready_fd = msg.decode(), fds[0]
+    if len(fds) > 1:  # the container has stdin: the read end of the shim's pipe
+        os.dup2(fds[1], 0)
+        os.close(fds[1])
     try:
         launch = read_json(os.path.join(state_dir, "launch.json"))
         if launch is None:
@@ -184,8 +188,8 @@ def _join(sys: SyscallsLike, join: dict[str, str]) -> None:
                                    "is the pod sandbox still there?") from None
 
 
-def _init_stdio(out_w: int, err_w: int) -> None:
-    null = os.open("/dev/null", os.O_RDONLY)
+def _init_stdio(out_w: int, err_w: int, in_r: int = -1) -> None:
+    null = os.open("/dev/null", os.O_RDONLY) if in_r < 0 else in_r
     os.dup2(null, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
@@ -194,13 +198,17 @@ def _init_stdio(out_w: int, err_w: int) -> None:
 def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict[str, Any],
                ready_fd: int, exited_fd: int, early: EarlyInit | None = None) -> int:
     logs = LogWriter(launch["log_path"], launch["log_max_size"], launch["log_max_files"])
+    stdio = launch.get("stdio") or {}
+    in_r, in_w = os.pipe2(os.O_CLOEXEC) if stdio.get("stdin") and not stdio.get("tty") else (-1, -1)
     if early is not None:
         # Its init is waiting already: it reads the plan and joins the pod itself.
-        socket.send_fds(early.control, [state_dir.encode()], [ready_fd])
+        socket.send_fds(early.control, [state_dir.encode()], [ready_fd] if in_r < 0 else [ready_fd, in_r])
         os.close(ready_fd)
         pid, out_r, err_r, hold = early.pid, early.out_r, early.err_r, early.control
     else:
-        pid, out_r, err_r, hold = _fork_init(sys, state_dir, launch, ready_fd, exited_fd)
+        pid, out_r, err_r, hold = _fork_init(sys, state_dir, launch, ready_fd, exited_fd, in_r)
+    if in_r >= 0:
+        os.close(in_r)
 
     pending: list[int] = []
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -215,6 +223,8 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
     poller = select.poll()
     for fd in (*streams, wake_r, hold.fileno()):
         poller.register(fd, select.POLLIN)
+    attach = AttachServer(state_dir, poller, in_w, bool(stdio.get("stdin")), bool(stdio.get("stdin_once")),
+                          bool(stdio.get("tty")))
     held_ns = -1  # init's mount namespace, closed only after its exit is reported
     exit_status: os.waitid_result | None = None
     drain_deadline = 0.0
@@ -230,25 +240,37 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
             events = poller.poll(left * 1000)
         else:
             events = poller.poll()
-        for fd, _ in events:
+        for fd, ev in events:
             if fd == wake_r:
                 _drain(wake_r)
             elif fd == hold.fileno():
                 try:
-                    _, got, _, _ = socket.recv_fds(hold, 16, 1)
+                    _, got, _, _ = socket.recv_fds(hold, 16, 2)
                 except OSError:
                     got = []
                 held_ns = got[0] if got else -1
+                if len(got) > 1:  # a tty container: its output is the pty's, logged as stdout
+                    streams[got[1]] = "stdout"
+                    poller.register(got[1], select.POLLIN)
+                    attach.set_master(got[1])
                 poller.unregister(fd)
                 hold.close()
             elif fd in streams:
-                data = os.read(fd, 65536)
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:  # the pty master is non-blocking (attach writes to it)
+                    continue
+                except OSError:  # EIO: the pty's last slave holder has gone
+                    data = b""
                 if data:
                     logs.write(streams[fd], data)
+                    attach.output(streams[fd], data)
                 else:
                     logs.flush(streams.pop(fd))
                     poller.unregister(fd)
                     os.close(fd)
+            elif attach.owns(fd):
+                attach.handle(fd, ev)
         while pending:
             signum = pending.pop(0)
             if signum == REOPEN_LOG:
@@ -273,6 +295,7 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
         "finished_at": time.time_ns()})
     if exited_fd >= 0:
         os.close(exited_fd)
+    attach.finish(code)
     os.waitpid(pid, 0)  # only now may the pid be reused: exit.json is written
     if held_ns >= 0:
         os.close(held_ns)  # the rootfs's mounts go now, after the runtime has been told
@@ -281,7 +304,7 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
 
 
 def _fork_init(sys: SyscallsLike, state_dir: str, launch: dict[str, Any], ready_fd: int,
-               exited_fd: int) -> tuple[int, int, int, socket.socket]:
+               exited_fd: int, in_r: int = -1) -> tuple[int, int, int, socket.socket]:
     """Fork the container's init in a new PID namespace: (pid, stdout reader, stderr reader,
     the socket its mount namespace comes back on)."""
     cfg = _init_config(state_dir, launch)
@@ -293,7 +316,7 @@ def _fork_init(sys: SyscallsLike, state_dir: str, launch: dict[str, Any], ready_
     sys.unshare(CLONE_NEWPID)  # applies to our children: the next fork is PID 1
     pid = os.fork()
     if pid == 0:
-        _init_stdio(out_w, err_w)
+        _init_stdio(out_w, err_w, in_r)
         if exited_fd >= 0:
             os.close(exited_fd)
         hold.close()

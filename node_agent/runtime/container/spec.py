@@ -89,6 +89,9 @@ class ContainerSpec:
     readonly_paths: list[str] | None = None
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    stdin: bool = False  # a pipe (or the tty) the shim holds open, written through Attach
+    stdin_once: bool = False  # stdin closes when the first attached client leaves
+    tty: bool = False  # a pty: the shim holds the master, output is logged as stdout
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

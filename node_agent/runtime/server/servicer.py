@@ -23,7 +23,7 @@ import grpc
 from ..api import runtime_pb2 as pb
 from ..api import runtime_pb2_grpc as pb_grpc
 from ..images import Credentials, ImageNotFoundError
-from . import containers, exec_stream, messages, pods
+from . import attach_stream, containers, exec_stream, messages, pods
 from .errors import InvalidArgument, NotFound, status_for
 from .options import API_VERSION, RUNTIME_NAME
 from .runtime import Runtime
@@ -181,6 +181,15 @@ class RuntimeServicer(_Base, pb_grpc.RuntimeServiceServicer):
                                list(start.cmd), start.tty, start.stdin, size)
         async for resp in exec_stream.stream(proc, start, request_iterator, self.ops, self.waits):
             yield resp
+
+    async def Attach(self, request_iterator: AsyncIterator[pb.AttachStreamRequest],
+                     context: Any) -> AsyncIterator[pb.ExecStreamResponse]:
+        try:
+            first = await anext(aiter(request_iterator), None)
+            async for resp in attach_stream.stream(self.rt, first, request_iterator, self.ops):
+                yield resp
+        except Exception as e:
+            await self.abort(context, "Attach", e)
 
 
 class ImageServicer(_Base, pb_grpc.ImageServiceServicer):

@@ -166,8 +166,6 @@ def container_spec(cid: str, config: pb.ContainerConfig, image: dict[str, Any], 
                    sandbox_log_directory: str = "", sandbox_privileged: bool = False) -> ContainerSpec:
     """The spec before the sandbox puts it in its namespaces and cgroup."""
     where = f"container {config.metadata.name or cid}"
-    if config.tty:
-        raise Unimplemented(f"{where}: tty containers are not supported (no attach); use Exec with tty")
     linux = config.linux
     sc = linux.security_context
     if sc.privileged and not sandbox_privileged:
@@ -199,4 +197,7 @@ def container_spec(cid: str, config: pb.ContainerConfig, image: dict[str, Any], 
         readonly_paths=list(sc.readonly_paths) or None,
         labels=dict(config.labels),
         annotations=dict(config.annotations),
+        stdin=config.stdin,
+        stdin_once=config.stdin and config.stdin_once,
+        tty=config.tty,
     )

@@ -132,8 +132,9 @@ def test_security(tmp_path: Path) -> None:
     assert spec(cfg(linux=sc(privileged=True)), sandbox_privileged=True).privileged
     with pytest.raises(Unimplemented, match="pid namespace"):
         spec(cfg(linux=sc(namespace_options=pb.NamespaceOption(pid=pb.POD))))
-    with pytest.raises(Unimplemented, match="tty"):
-        spec(cfg(tty=True))
+    s = spec(cfg(tty=True, stdin=True, stdin_once=True))
+    assert (s.tty, s.stdin, s.stdin_once) == (True, True, True)
+    assert not spec(cfg(stdin_once=True)).stdin_once  # meaningless without stdin, as in CRI
     s = spec(cfg(linux=sc(masked_paths=["/proc/kcore"]), labels={"a": "b"}, annotations={"k": "v"}))
     assert s.masked_paths == ["/proc/kcore"] and s.readonly_paths is None  # empty: the runtime's defaults
     assert (s.labels, s.annotations) == ({"a": "b"}, {"k": "v"})
