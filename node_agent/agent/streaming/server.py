@@ -214,16 +214,21 @@ class Handlers:
         target = await self._upgrade_target(request)
         if isinstance(target, web.Response):
             return target
-        cid, protocol, _, _ = target
-        stdin, stdout, stderr, tty = self._stream_flags(request)
-        st = (await asyncio.to_thread(self.runtime.container_status, cid)).status
-
-        async def alive() -> bool:
-            return await self._state(cid) in (pb.CONTAINER_RUNNING, pb.CONTAINER_CREATED)
-
+        cid, protocol, pod, container = target
+        stdin, stdout, stderr, _ = self._stream_flags(request)
+        # As the kubelet: the container decides tty and whether there is a stdin to attach to.
+        pod_spec = pod.get("spec") or {}
+        spec: dict[str, Any] = next((c for c in [*(pod_spec.get("containers") or []),
+                                                 *(pod_spec.get("initContainers") or [])]
+                                     if c.get("name") == container), {})
+        tty = bool(spec.get("tty"))
+        stdin = stdin and bool(spec.get("stdin"))
         ws = await sessions.open_socket(request, protocol)
-        log.info("attach cid=%s protocol=%s", cid, protocol)
-        await sessions.run_attach(ws, protocol, st.log_path, alive, stdin, stdout, stderr, tty)
+        log.info("attach cid=%s stdin=%s tty=%s protocol=%s", cid, stdin, tty, protocol)
+        await sessions.run_exec(ws, protocol,
+                                lambda: self.runtime.attach(cid, stdin=stdin, tty=tty, stdout=stdout,
+                                                            stderr=stderr and not tty),
+                                [], stdin, stdout, stderr and not tty, tty, attach=True)
         return ws
 
 

@@ -3,8 +3,9 @@
 Exec bridges a client's WebSocket to the runtime's streaming `Exec` gRPC: a
 thread reads the (blocking) gRPC stream into an asyncio queue, the client's
 stdin and resize messages go the other way, and the exit code ends the
-session as a status message. Attach has no runtime call behind it: it
-follows the container's log from now on, each line on its stream's channel.
+session as a status message. Attach is the same bridge over the runtime's
+`Attach` stream (the container's own stdio, served by its shim); it ends in
+success whatever the exit code, as the kubelet's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -24,13 +25,10 @@ from aiohttp import WSMsgType, web
 from timonel.node_agent.runtime.client import ExecSession
 
 from . import channels as ch
-from .logs import parse_line, raw_lines
 
 log = logging.getLogger(__name__)
 
 OUTPUT_QUEUE = 64
-STDIN_ATTACH_UNSUPPORTED = (b"timonel: attaching to the container's stdin is not supported; "
-                            b"showing its output only\r\n")
 
 
 def pick_protocol(request: web.Request) -> str | None:
@@ -67,9 +65,10 @@ async def finish(ws: web.WebSocketResponse, protocol: str, status: dict[str, Any
 
 
 async def run_exec(ws: web.WebSocketResponse, protocol: str, start: Callable[[], ExecSession],
-                   cmd: list[str], stdin: bool, stdout: bool, stderr: bool, tty: bool) -> None:
-    """Run one exec session on an open WebSocket until the process exits or
-    the client goes away."""
+                   cmd: list[str], stdin: bool, stdout: bool, stderr: bool, tty: bool,
+                   attach: bool = False) -> None:
+    """Run one exec (or `attach`) session on an open WebSocket until the process
+    exits (the attach session ends) or the client goes away."""
     loop = asyncio.get_running_loop()
     # Bounded: a slow client slows the reads from the runtime instead of filling memory.
     out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=OUTPUT_QUEUE)
@@ -125,10 +124,12 @@ async def run_exec(ws: web.WebSocketResponse, protocol: str, start: Callable[[],
             elif kind == "stderr" and stderr:
                 await send(ws, protocol, ch.STDERR, data)
             elif kind == "exit":
-                await finish(ws, protocol, ch.exit_status(data, cmd))
+                await finish(ws, protocol, {"metadata": {}, "status": "Success"} if attach
+                             else ch.exit_status(data, cmd))
                 return
             elif kind == "error":
-                await finish(ws, protocol, ch.exit_status(None, cmd, f"error executing command: {data}"))
+                what = "error attaching to the container" if attach else "error executing command"
+                await finish(ws, protocol, ch.exit_status(None, cmd, f"{what}: {data}"))
                 return
     finally:
         closed.set()
@@ -138,44 +139,6 @@ async def run_exec(ws: web.WebSocketResponse, protocol: str, start: Callable[[],
         session.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
-
-
-async def run_attach(ws: web.WebSocketResponse, protocol: str, log_path: str,
-                     alive: Callable[[], Awaitable[bool]], stdin: bool, stdout: bool,
-                     stderr: bool, tty: bool) -> None:
-    """Stream the container's output from now on until it exits or the client leaves."""
-    if stdin:
-        await send(ws, protocol, ch.STDERR if stderr and not tty else ch.STDOUT,
-                   STDIN_ATTACH_UNSUPPORTED)
-
-    async def forward() -> None:
-        async with contextlib.aclosing(raw_lines(log_path, follow=True, from_end=True,
-                                                 alive=alive)) as batches:
-            async for batch in batches:
-                for raw in batch:
-                    line = parse_line(raw)
-                    if line is None:
-                        continue
-                    data = line.content + (b"\n" if line.full else b"")
-                    channel = ch.STDERR if line.stream == "stderr" and not tty else ch.STDOUT
-                    if (channel == ch.STDOUT and stdout) or (channel == ch.STDERR and stderr):
-                        await send(ws, protocol, channel, data)
-
-    async def drain_client() -> None:
-        async for _ in ws:  # input is not forwarded; this notices the client leaving
-            pass
-
-    await send(ws, protocol, ch.STDOUT if stdout else ch.STDERR, b"")
-    fwd, drain = asyncio.create_task(forward()), asyncio.create_task(drain_client())
-    try:
-        done, _ = await asyncio.wait({fwd, drain}, return_when=asyncio.FIRST_COMPLETED)
-        if fwd in done:
-            fwd.result()
-            await finish(ws, protocol, {"metadata": {}, "status": "Success"})
-    finally:
-        for t in (fwd, drain):
-            t.cancel()
-        await asyncio.gather(fwd, drain, return_exceptions=True)
 
 
 def resize_message(rows: int, cols: int) -> bytes:
