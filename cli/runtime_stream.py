@@ -1,7 +1,8 @@
-"""The streaming verbs of `timonel runtime`: run, exec, logs.
+"""The streaming verbs of `timonel runtime`: run, exec, attach, logs.
 
 Logs are read from the container's CRI log file on this node (the path its
-status reports), as crictl does; exec goes through the runtime's Exec stream.
+status reports), as crictl does; exec and attach go through the runtime's Exec
+and Attach streams.
 """
 
 from __future__ import annotations
@@ -167,19 +168,35 @@ def cmd_exec(args: argparse.Namespace) -> int:
     with connect(args) as c:
         size = _terminal_size() if args.tty else None
         session = c.exec(args.id, cmd, tty=args.tty, stdin=args.interactive, size=size)
-        if args.interactive:
-            threading.Thread(target=_pump_stdin, args=(session,), daemon=True).start()
-        if args.tty:
-            def on_winch(*_: object) -> None:
-                now = _terminal_size()
-                if now:
-                    session.resize(*now)
-
-            signal.signal(signal.SIGWINCH, on_winch)
-        with _raw_terminal(args.tty and args.interactive):
-            for stream, data in session:
-                _write(stream, data)
+        _interact(session, args.interactive, args.tty)
     return session.exit_code if session.exit_code is not None else 255
+
+
+def _interact(session: Any, interactive: bool, tty: bool) -> None:
+    """Our stdin (and terminal size) to the session, its output to ours, until it ends."""
+    if interactive:
+        threading.Thread(target=_pump_stdin, args=(session,), daemon=True).start()
+    if tty:
+        def on_winch(*_: object) -> None:
+            now = _terminal_size()
+            if now:
+                session.resize(*now)
+
+        signal.signal(signal.SIGWINCH, on_winch)
+    with _raw_terminal(tty and interactive):
+        for stream, data in session:
+            _write(stream, data)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    """The container's own stdio; exits with its code if it ended while attached, else 0."""
+    from timonel.cli.runtime_cmd import connect
+
+    with connect(args) as c:
+        size = _terminal_size() if args.tty else None
+        session = c.attach(args.id, stdin=args.interactive, tty=args.tty, stderr=not args.tty, size=size)
+        _interact(session, args.interactive, args.tty)
+    return session.exit_code or 0
 
 
 # -- run --

@@ -4,6 +4,8 @@ attach served by the shim after a runtime restart."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -77,10 +79,10 @@ class Output:
         return self.session.exit_code
 
 
-def start(c: RuntimeClient, name: str, cmd: list[str], **kw: object) -> str:
+def start(c: RuntimeClient, name: str, cmd: list[str], **kw: bool) -> str:
     cfg = sandbox_config(name)
     sid = c.run_sandbox(cfg)
-    cid = c.create_container(sid, container_config(name, cmd, **kw), cfg)
+    cid = c.create_container(sid, container_config(name, cmd, "busybox", **kw), cfg)
     c.start_container(cid)
     return cid
 
@@ -167,3 +169,11 @@ def test_attach_after_a_runtime_restart(daemon: Daemon) -> None:
     out.wait_for(b"after restart\n")
     out.session.close_stdin()
     assert out.wait_end() == 0
+
+
+def test_cli_attach_feeds_stdin_and_exits_with_the_container_code(daemon: Daemon) -> None:
+    c = RuntimeClient(daemon.socket)
+    cid = start(c, "cli", ["sh", "-c", "cat; exit 5"], stdin=True, stdin_once=True)
+    r = subprocess.run([sys.executable, "-m", "timonel.cli.main", "runtime", "attach", "--socket", daemon.socket,
+                        "-i", cid[:12]], input="cli words\n", capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (5, "cli words\n"), r
