@@ -508,8 +508,8 @@ async def _stop_one(ctx: AgentContext, pod: Obj | None, c: pb.Container, grace: 
         await ctx.call(ctx.runtime.stop_container, c.id, grace)
         return
     spec = pod.get("spec") or {}
-    c_spec = next((x for x in spec.get("containers") or [] if x.get("name") == c.metadata.name),
-                  {"name": c.metadata.name})
+    c_spec: Obj = next((x for x in spec.get("containers") or [] if x.get("name") == c.metadata.name),
+                       {"name": c.metadata.name})
     pod_ip = ctx.host_ip if spec.get("hostNetwork") else ""
     if not pod_ip and grace > 0 and (c_spec.get("lifecycle") or {}).get("preStop"):
         pod_ip = (await ctx.call(ctx.runtime.sandbox_status, c.pod_sandbox_id)).status.network.ip
