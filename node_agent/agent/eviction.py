@@ -35,7 +35,7 @@ from timonel.api.tolerations import tolerated_by_any
 from timonel.node_agent.runtime.api import runtime_pb2 as pb
 
 from . import containers as cfgs
-from .node import Pressure
+from .node import Pressure, meminfo
 from .pods import AgentContext, read_state, stop_pod, write_status
 from .status import pod_status
 from .volumes import pod_dir, volume_dir
@@ -137,17 +137,6 @@ def allocatable(capacity: dict[str, str], thresholds: list[Threshold]) -> dict[s
     return out
 
 
-def _meminfo() -> dict[str, int]:
-    out = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            parts = rest.split()
-            if parts:
-                out[key] = int(parts[0]) * 1024
-    return out
-
-
 def _fs(prefix: str, path: str) -> dict[str, Observation]:
     st = os.statvfs(path)
     return {f"{prefix}.available": Observation(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize),
@@ -165,7 +154,7 @@ def _pids() -> Observation:
 
 def observe(data_dir: str, image_dir: str = "") -> dict[str, Observation]:
     """Every signal's available amount and capacity now."""
-    mem = _meminfo()
+    mem = meminfo()
     out = {"memory.available": Observation(mem.get("MemAvailable", mem.get("MemFree", 0)),
                                            mem.get("MemTotal", 0)),
            "pid.available": _pids()}

@@ -41,7 +41,8 @@ class Machine:
     internal_ip: str
 
 
-def _meminfo() -> dict[str, int]:
+def meminfo() -> dict[str, int]:
+    """/proc/meminfo in bytes."""
     out = {}
     with open("/proc/meminfo") as f:
         for line in f:
@@ -75,7 +76,7 @@ def internal_ip() -> str:
 def machine(data_dir: str, hostname: str = "") -> Machine:
     os.makedirs(data_dir, exist_ok=True)
     st = os.statvfs(data_dir)
-    return Machine(cpus=os.cpu_count() or 1, memory_bytes=_meminfo().get("MemTotal", 0),
+    return Machine(cpus=os.cpu_count() or 1, memory_bytes=meminfo().get("MemTotal", 0),
                    storage_bytes=st.f_blocks * st.f_frsize,
                    hostname=hostname or socket.gethostname().lower(), internal_ip=internal_ip())
 
