@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from timonel.api import schemas
@@ -72,6 +73,17 @@ def _ref_name(ref: str) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
+def convert_properties(props: dict[str, Any], convert: Callable[[Any], Any], top: bool) -> dict[str, Any]:
+    """`properties` converted one by one; at a definition's top, apiVersion and
+    kind are not pinned to one value (upstream's documents do not pin them)."""
+    out = {name: convert(s) for name, s in props.items()}
+    if top:
+        for name in ("apiVersion", "kind"):
+            if isinstance(out.get(name), dict):
+                out[name].pop("enum", None)
+    return out
+
+
 def convert_schema(node: Any, *, top: bool = False) -> Any:
     """One definition in OpenAPI 3.0 form."""
     if isinstance(node, list):
@@ -97,13 +109,7 @@ def convert_schema(node: Any, *, top: bool = False) -> Any:
             kept_alts = [convert_schema(x) for x in v if x != {"type": "null"}]
             out[k] = kept_alts
         elif k == "properties" and isinstance(v, dict):
-            props = {name: convert_schema(s) for name, s in v.items()}
-            if top:
-                # Upstream does not pin apiVersion/kind to one value in its documents.
-                for name in ("apiVersion", "kind"):
-                    if isinstance(props.get(name), dict):
-                        props[name].pop("enum", None)
-            out[k] = props
+            out[k] = convert_properties(v, convert_schema, top)
         else:
             out[k] = convert_schema(v)
     return out

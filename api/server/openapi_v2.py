@@ -90,13 +90,7 @@ def convert_schema(node: Any, *, top: bool = False) -> Any:
             if len(kept) == 1:
                 out[k] = kept[0]
         elif k == "properties" and isinstance(v, dict):
-            props = {name: convert_schema(s) for name, s in v.items()}
-            if top:
-                # Upstream does not pin apiVersion/kind to one value in its documents.
-                for name in ("apiVersion", "kind"):
-                    if isinstance(props.get(name), dict):
-                        props[name].pop("enum", None)
-            out[k] = props
+            out[k] = openapi.convert_properties(v, convert_schema, top)
         elif k in ("items", "additionalProperties") and isinstance(v, dict):
             out[k] = convert_schema(v)
         elif k == "allOf" and isinstance(v, list):
