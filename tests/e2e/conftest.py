@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
+from tests.integration.agent.agent_harness import wait_for
 from tests.integration.runtime.rtsvc_daemon import load_busybox_module
 from timonel.api.kubeconfig import load_kubeconfig
 from timonel.api.storage.etcd_process import free_port
@@ -39,21 +39,6 @@ needs_root = pytest.mark.skipif(
                               "mounts, network interfaces) and the node agent")
 START_TIMEOUT = 240.0
 STOP_TIMEOUT = 60.0
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 120.0, interval: float = 0.3) -> T:
-    """Poll `fn` until it returns something truthy; assertion and lookup errors count as not yet."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            got = fn()
-        except (AssertionError, KeyError, IndexError, TypeError, ValueError) as e:
-            got, last = None, e
-        if got:
-            return got
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -32,12 +32,13 @@ T = TypeVar("T")
 
 
 def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 90.0, interval: float = 0.3) -> T:
+    """Poll `fn` until it returns something truthy; assertion and lookup errors count as not yet."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
             got = fn()
-        except (AssertionError, KeyError, IndexError, TypeError) as e:
+        except (AssertionError, KeyError, IndexError, TypeError, ValueError) as e:
             got, last = None, e
         if got:
             return got
