@@ -51,7 +51,9 @@ class Agent:
     node: str
     data_dir: Path
     socket: str
-    kubeconfig: str
+    # How the agent reaches the API server: --server URL --token <the server's join token>,
+    # so it runs with its own node credentials, as a real node does (never the admin's).
+    server_args: list[str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     # More `timonel agent` flags a test chooses (e.g. --eviction-hard); used by every start().
@@ -60,7 +62,7 @@ class Agent:
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "timonel.cli.main", "-v", "agent", "--kubeconfig", self.kubeconfig,
+                [sys.executable, "-m", "timonel.cli.main", "-v", "agent", *self.server_args,
                  "--node-name", self.node, "--data-dir", str(self.data_dir),
                  "--runtime-socket", self.socket, "--node-ip", "127.0.0.1", "--port", "0",
                  *self.extra_args],
@@ -130,7 +132,9 @@ def run_cluster(base: Path, agent_args: list[str] | None = None) -> Iterator[Clu
         (data / "images").mkdir(parents=True)
         files = load_busybox_module().write_busybox_image(base / "image")
         shutil.copy(files["docker_archive"], data / "images" / "busybox.tar")
-        agent = Agent(f"agent-node-{uuid.uuid4().hex[:6]}", data, daemon.socket, server.kubeconfig,
+        token = (Path(server.data_dir) / "node-token").read_text().strip()
+        agent = Agent(f"agent-node-{uuid.uuid4().hex[:6]}", data, daemon.socket,
+                      ["--server", server.url, "--token", token],
                       base / "agent.log", extra_args=list(agent_args or []))
         agent.start()
         cluster = Cluster(server, daemon, runtime, agent, server.session())
