@@ -17,7 +17,10 @@ Every runtime makes new mount, PID and cgroup namespaces and joins existing
 network, IPC and UTS namespaces (a pod's), sets no_new_privs, no seccomp
 filter. timonel does more: an overlay rootfs with a writable upper dir,
 a CRI log file, a state dir. Prints medians, p90 and the ratios
-timonel/runc and timonel/crun.
+timonel/runc and timonel/crun, the median of each of the four calls for
+both timonel paths (their difference is what the gRPC service adds), and
+the round trip of an empty gRPC call (Version) back to back and after
+50 ms idle: the per-call floor of the gRPC path.
 
 crun 1.8 refuses hybrid cgroup hosts whose cgroup2 mount holds a controller;
 there this process runs the OCI runtimes in a private mount namespace where
@@ -199,22 +202,36 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
     manager = ContainerManager(str(tmp / "python"), cgroups, forkserver, sysc)  # type: ignore[arg-type]
     managers = [manager]
     attempt = iter(range(1 << 30))
+    steps: dict[str, list[list[float]]] = {"timonel (gRPC API)": [], "timonel (Python API)": []}
 
     def grpc_once(_: str) -> None:
         config.metadata.attempt = next(attempt)
+        t = [time.perf_counter()]
         cid = client.create_container(sid, config)
+        t.append(time.perf_counter())
         client.start_container(cid)
+        t.append(time.perf_counter())
         st = client.wait_container(cid)
+        t.append(time.perf_counter())
         client.remove_container(cid)
+        t.append(time.perf_counter())
         assert st.exit_code == 0, st
+        steps["timonel (gRPC API)"].append(t)
 
     def python_once(name: str, manager: ContainerManager = manager, sub: str = "python") -> None:
+        t = [time.perf_counter()]
         manager.create(ContainerSpec(id=name, args=["/bin/true"], rootfs_layers=[rootfs], namespaces=join,
                                      cgroup_parent=f"{parent}/{sub}", seccomp=Seccomp(type=SECCOMP_UNCONFINED)))
+        t.append(time.perf_counter())
         manager.start(name)
+        t.append(time.perf_counter())
         st = manager.wait(name, 30)
+        t.append(time.perf_counter())
         manager.remove(name)
+        t.append(time.perf_counter())
         assert st.exit_code == 0, st
+        if manager is managers[0]:
+            steps["timonel (Python API)"].append(t)
 
     runners: dict[str, Callable[[str], float]] = {
         "timonel (gRPC API)": timed(grpc_once), "timonel (Python API)": timed(python_once)}
@@ -242,6 +259,8 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
         for i in range(args.warmup):
             for label, run in runners.items():
                 run(f"warm-{label.split()[0]}-{i}")
+        for kept in steps.values():
+            kept.clear()
         samples: dict[str, list[float]] = {label: [] for label in runners}
         order = list(runners)
         rng = random.Random(args.seed)
@@ -249,6 +268,7 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
             rng.shuffle(order)  # interleaved: load bursts hit every runtime alike
             for label in order:
                 samples[label].append(runners[label](f"b{i}-{label.split()[0].strip('()')}-{len(samples[label])}"))
+        round_trips = version_round_trips(client)
     finally:
         client.stop_sandbox(sid)
         client.remove_sandbox(sid)
@@ -256,7 +276,37 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
         for m in managers:
             m.close()
     report(samples, args.runs, notes)
+    report_steps(steps, round_trips)
     return 0
+
+
+def version_round_trips(client: object, back_to_back: int = 200, idle: int = 40) -> dict[str, list[float]]:
+    """Seconds per empty Version call: back to back, and each after 50 ms without a call (the
+    bench's calls come after the container's work left both processes' threads asleep)."""
+    from timonel.node_agent.runtime.client import RuntimeClient
+
+    assert isinstance(client, RuntimeClient)
+    out: dict[str, list[float]] = {"back to back": [], "after 50 ms idle": []}
+    for kind, n, pause in (("back to back", back_to_back, 0.0), ("after 50 ms idle", idle, 0.05)):
+        for _ in range(n):
+            if pause:
+                time.sleep(pause)
+            t0 = time.perf_counter()
+            client.version()
+            out[kind].append(time.perf_counter() - t0)
+    return out
+
+
+def report_steps(steps: dict[str, list[list[float]]], round_trips: dict[str, list[float]]) -> None:
+    calls = ("create", "start", "wait", "remove")
+    print("per call (medians, ms):      " + "".join(f"{c:>9}" for c in calls))
+    for label, runs in steps.items():
+        if runs:
+            cells = [summary([t[i + 1] - t[i] for t in runs])[0] for i in range(len(calls))]
+            print(f"  {label:<26} " + "".join(f"{c:9.2f}" for c in cells))
+    for kind, took in round_trips.items():
+        median, p90 = summary(took)
+        print(f"  empty gRPC call (Version), {kind}: median {median:.2f} ms, p90 {p90:.2f} ms")
 
 
 def report(samples: dict[str, list[float]], runs: int, notes: list[str]) -> None:
