@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import select
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,3 +97,41 @@ def test_attach_without_stdin_follows_output(env: Env) -> None:
     watcher.close()
     pod = env.pod("quiet")
     assert pod is not None and pod["status"]["containerStatuses"][0]["state"].get("running")
+
+
+def test_kubectl_run_it_with_a_terminal(env: Env) -> None:
+    # kubectl -t needs a terminal of its own: it gets the slave of a local pty.
+    overrides = json.dumps({"apiVersion": "v1", "spec": {"nodeName": env.cluster.agent.node}})
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([KUBECTL, "-n", env.ns, "run", "-it", "--rm", "--restart=Never", "--image=busybox",
+                             "--image-pull-policy=IfNotPresent", f"--overrides={overrides}", "tt", "--", "sh"],
+                            stdin=slave, stdout=slave, stderr=slave, env=env.environ(), start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(needle: bytes, timeout: float = 120, again: bytes = b"") -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        written = 0.0
+        while needle not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, (proc.poll(), seen)
+            if again and time.monotonic() - written > 5:
+                # Until kubectl has made its terminal raw, a line typed may be flushed away.
+                os.write(master, again)
+                written = time.monotonic()
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                with contextlib.suppress(OSError):
+                    seen += os.read(master, 65536)
+
+    try:
+        read_until(b"try pressing enter")  # kubectl has attached
+        read_until(b"hi-42\r\n", again=b"echo hi-$((40+2))\n")
+        os.write(master, b"exit\n")
+        assert proc.wait(timeout=120) == 0, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    wait_for("pod tt to be removed", lambda: env.pod("tt") is None, timeout=120)
