@@ -10,6 +10,10 @@ marked Running and Ready by this helper instead of a real node agent.
 
 Deletion of pods on fake nodes completes like a kubelet would: a pod marked
 with deletionTimestamp is finally deleted with grace period 0.
+
+Pod events are handled one at a time unless `parallel=True`: then each gets
+its own task, as 100 real kubelets would write at once (bench/controller_perf.py
+measures the control plane, not this helper's round trips).
 """
 
 from __future__ import annotations
@@ -58,13 +62,15 @@ class FakeNodes:
     def __init__(self, client: Client, names: list[str], *, cpu: str = "4", memory: str = "8Gi",
                  pods: str = "110", labels: dict[str, dict[str, str]] | None = None,
                  taints: dict[str, list[dict[str, Any]]] | None = None,
-                 heartbeat_seconds: float = 2.0) -> None:
+                 heartbeat_seconds: float = 2.0, parallel: bool = False) -> None:
         self.client = client
         self.names = list(names)
         self.spec = (cpu, memory, pods)
         self.labels = labels or {}
         self.taints = taints or {}
         self.heartbeat_seconds = heartbeat_seconds
+        self.parallel = parallel
+        self._inflight: set[asyncio.Task[None]] = set()
         self.fail_pods: set[str] = set()
         self._heartbeats: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -80,7 +86,8 @@ class FakeNodes:
         await self.close()
 
     async def close(self) -> None:
-        for t in [*self._heartbeats.values(), *([self._task] if self._task else [])]:
+        for t in [*self._heartbeats.values(), *([self._task] if self._task else []),
+                  *self._inflight]:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
@@ -143,10 +150,18 @@ class FakeNodes:
             node = (pod.get("spec") or {}).get("nodeName")
             if node not in self._heartbeats or etype == "DELETED":
                 continue
-            try:
-                await self._reconcile(pod)
-            except (ApiError, ConnectionError):
-                pass
+            if self.parallel:
+                task = asyncio.create_task(self._reconcile_quietly(pod))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            else:
+                await self._reconcile_quietly(pod)
+
+    async def _reconcile_quietly(self, pod: dict[str, Any]) -> None:
+        try:
+            await self._reconcile(pod)
+        except (ApiError, ConnectionError):
+            pass
 
     async def _watch_pods(self):  # type: ignore[no-untyped-def]
         rv = ""
