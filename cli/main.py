@@ -3,40 +3,56 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 
-from timonel.cli import (
-    agent_cmd,
-    controller_manager_cmd,
-    image_cmd,
-    runtime_cmd,
-    scheduler_cmd,
-    server_cmd,
-    up_cmd,
-)
 from timonel.cli.failures import EXIT_USAGE, Failure
 
+# Command name -> the module under timonel.cli that adds its parser, in the order help lists them.
+# Only the command being run is imported: each module pulls in its component (the server's alone is
+# ~50 MB of aiohttp, grpc, jsonschema...), and every long-running process (and whatever the runtime
+# forks: its fork server, shims, their inits) would otherwise hold all of them.
+COMMANDS = {
+    "server": "server_cmd",
+    "controller-manager": "controller_manager_cmd",
+    "scheduler": "scheduler_cmd",
+    "runtime": "runtime_cmd",
+    "agent": "agent_cmd",
+    "up": "up_cmd",
+    "image": "image_cmd",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _command(argv: list[str]) -> str | None:
+    """The command argv names, if it names one before any top-level help flag (which lists them all)."""
+    for arg in argv:
+        if arg in ("-h", "--help", "--"):
+            return None
+        if not arg.startswith("-"):  # the top-level options (-v, -h) take no value
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`'s command alone, or for all of them when argv names none (help, errors)."""
     parser = argparse.ArgumentParser(
         prog="timonel", description="A small Kubernetes-style orchestrator on its own runtime.")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    server_cmd.add_parser(sub)
-    controller_manager_cmd.add_parser(sub)
-    scheduler_cmd.add_parser(sub)
-    runtime_cmd.add_parser(sub)
-    agent_cmd.add_parser(sub)
-    up_cmd.add_parser(sub)
-    image_cmd.add_parser(sub)
+    command = None if argv is None else _command(argv)
+    for name, module in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(f"timonel.cli.{module}").add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     level = getattr(logging, os.environ.get("TIMONEL_LOG_LEVEL", ""), level)
