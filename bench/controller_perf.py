@@ -2,15 +2,16 @@
 against the API server's raw pod create throughput measured in the same run.
 
     .venv/bin/python bench/controller_perf.py [--replicas 1000] [--nodes 100]
-        [--concurrency 32,100]
+        [--concurrency 32,100] [--embedded]
 
 In one run:
 1. one etcd, `timonel server --disable-scheduler --disable-controller-manager`
    on it, and `timonel scheduler` and `timonel controller-manager` (all
    controllers, default options) as separate processes. Separate so that
    step 4 can stop them and measure the very same API server alone, with
-   nothing else writing; users who run `timonel server` get the same three
-   loops inside one process (one GIL).
+   nothing else writing. --embedded runs them inside `timonel server`, as
+   users run it (one process, one GIL); step 4 then restarts that server on
+   the same etcd and state without them.
 2. --nodes fake nodes (tests/integration/fakenodes.py, kwok-like: Lease
    heartbeats, bound pods marked Running/Ready, deletions completed; each
    pod's writes in their own task, as separate kubelets would) in this
@@ -331,6 +332,27 @@ async def controller_phase(client: Client, watch: PodTimes, replicas: int,
     return up_rate, roll_rate, up_cpu, cpu.last["server"] / replicas
 
 
+def start_server(timonel: str, data: str, port: int, etcd: EtcdProcess,
+                 embedded: bool) -> subprocess.Popen[bytes]:
+    alone = [] if embedded else ["--disable-scheduler", "--disable-controller-manager"]
+    return subprocess.Popen([timonel, "server", "--data-dir", data, "--port", str(port),
+                             "--etcd-endpoints", etcd.endpoint, *alone],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(30)
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 async def run(args: argparse.Namespace) -> None:
     work = tempfile.mkdtemp(prefix="timonel-ctrlbench-")
     etcd = EtcdProcess(os.path.join(work, "etcd"), free_port(), free_port())
@@ -340,28 +362,30 @@ async def run(args: argparse.Namespace) -> None:
     data = os.path.join(work, "server")
     kubeconfig = os.path.join(data, "admin.kubeconfig")
     timonel = os.path.join(os.path.dirname(sys.executable), "timonel")
-    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    server = subprocess.Popen([timonel, "server", "--data-dir", data, "--port", str(port),
-                               "--etcd-endpoints", etcd.endpoint, "--disable-scheduler",
-                               "--disable-controller-manager"], **quiet)
-    plane: list[subprocess.Popen[bytes]] = []
+    procs = [start_server(timonel, data, port, etcd, args.embedded)]
     try:
-        client = await wait_server(kubeconfig, server)
+        client = await wait_server(kubeconfig, procs[0])
         async with client:
-            for cmd in (["scheduler"], ["controller-manager"]):
-                plane.append(subprocess.Popen([timonel, *cmd, "--kubeconfig", kubeconfig], **quiet))
+            pids = {"etcd": etcd.proc.pid, "server": procs[0].pid}
+            if args.embedded:
+                shape = ("etcd and `timonel server` (scheduler and controller manager in its "
+                         "process, as users run it)")
+            else:
+                for cmd in ("scheduler", "controller-manager"):
+                    procs.append(subprocess.Popen([timonel, cmd, "--kubeconfig", kubeconfig],
+                                                  stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL))
+                pids.update(scheduler=procs[1].pid, controllers=procs[2].pid)
+                shape = ("etcd, `timonel server --disable-scheduler --disable-controller-manager`"
+                         ", `timonel scheduler` and `timonel controller-manager` as separate "
+                         "processes")
+            cpu = CpuMeter({**pids, "bench": os.getpid()})
             await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                              "metadata": {"name": NS}})
-            cpu = CpuMeter({"etcd": etcd.proc.pid, "server": server.pid,
-                            "scheduler": plane[0].pid, "controllers": plane[1].pid,
-                            "bench": os.getpid()})
             print(f"controller benchmark: {args.replicas} replicas on {args.nodes} fake nodes; "
-                  f"{os.cpu_count()} CPUs; etcd, `timonel server --disable-scheduler "
-                  f"--disable-controller-manager`, `timonel scheduler`, `timonel "
-                  f"controller-manager` as separate processes; fake nodes and the pod watch "
-                  f"in this one", flush=True)
-            print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
-                  f"{os.getloadavg()[2]:.2f}")
+                  f"{os.cpu_count()} CPUs; {shape}; fake nodes and the pod watch in this one",
+                  flush=True)
+            print(f"load before: {load()}")
             watch = PodTimes(client)
             watch.task = asyncio.create_task(watch.run())
             nodes = FakeNodes(client, [f"node-{i}" for i in range(args.nodes)],
@@ -373,54 +397,65 @@ async def run(args: argparse.Namespace) -> None:
                 cpu.lap()
                 up_rate, roll_rate, up_cpu, roll_cpu = await controller_phase(
                     client, watch, args.replicas, cpu)
-            for p in plane:
-                p.terminate()
-            for p in plane:
-                p.wait(30)
             watch.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch.task
-
-        token = ensure_admin_token(data)
-        ca = os.path.join(data, "tls", "ca.crt")
-        url = f"https://127.0.0.1:{port}"
-        cpu.lap()
-        print(f"\nraw pod creates through the same API server (bench/api_create.py; scheduler, "
-              f"controllers and fake nodes stopped; {args.replicas} pods per level):")
-        async with Client.from_kubeconfig(kubeconfig) as client:
-            rates: dict[int, list[float]] = {c: [] for c in args.levels}
-            # Rounds alternate the levels: load from elsewhere on the machine
-            # comes and goes, and the best round is the one it disturbed least.
-            for r in range(args.raw_rounds):
-                for c in args.levels:
-                    ns = f"raw-{r}-{c}"
-                    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
-                                                     "metadata": {"name": ns}})
-                    seconds, _ = await bench_api(url, token, ca, ns, args.replicas, c)
-                    rates[c].append(args.replicas / seconds)
-            for c in args.levels:
-                raw = max(rates[c])
-                rounds = " ".join(f"{x:.0f}" for x in rates[c])
-                print(f"  {c:>3} clients: best {raw:6.0f} creates/s (rounds: {rounds}) -> "
-                      f"controller/raw: scale-up {up_rate / raw:.2f}, rollout "
-                      f"{roll_rate / raw:.2f}")
-        print(f"  {cpu.lap()}")
-        raw_creates = sum(args.raw_rounds * (args.replicas + min(c, 8) * 4) for c in args.levels)
-        raw_cpu = cpu.last["server"] / raw_creates
-        print(f"  API server CPU per pod: raw create {raw_cpu * 1e3:.2f} ms; scale-up "
-              f"{up_cpu * 1e3:.2f} ms ({up_cpu / raw_cpu:.1f}x), rollout {roll_cpu * 1e3:.2f} ms "
-              f"({roll_cpu / raw_cpu:.1f}x) (CPU time: less distorted by the machine's load than rates)")
-        print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
-              f"{os.getloadavg()[2]:.2f}")
+        if args.embedded:
+            # The same server on the same etcd and state, restarted without the
+            # loops: in its process they would bind and count the raw pods too.
+            stop(procs)
+            procs = [start_server(timonel, data, port, etcd, False)]
+            await (await wait_server(kubeconfig, procs[0])).close()
+            cpu = CpuMeter({"etcd": etcd.proc.pid, "server": procs[0].pid, "bench": os.getpid()})
+            how = "restarted on the same etcd and state without scheduler and controllers"
+        else:
+            stop(procs[1:])
+            cpu.lap()
+            how = "scheduler, controllers and fake nodes stopped"
+        await raw_phase(args, data, port, kubeconfig, how, cpu, (up_rate, roll_rate),
+                        (up_cpu, roll_cpu))
+        print(f"load after: {load()}")
     finally:
-        for p in [*plane, server]:
-            if p.poll() is None:
-                p.terminate()
-        for p in [*plane, server]:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(20)
+        stop(procs)
         etcd.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+async def raw_phase(args: argparse.Namespace, data: str, port: int, kubeconfig: str, how: str,
+                    cpu: CpuMeter, rates_ctl: tuple[float, float],
+                    cpu_ctl: tuple[float, float]) -> None:
+    token = ensure_admin_token(data)
+    ca = os.path.join(data, "tls", "ca.crt")
+    url = f"https://127.0.0.1:{port}"
+    up_rate, roll_rate = rates_ctl
+    print(f"\nraw pod creates through the same API server (bench/api_create.py; {how}; "
+          f"{args.replicas} pods per level):")
+    async with Client.from_kubeconfig(kubeconfig) as client:
+        rates: dict[int, list[float]] = {c: [] for c in args.levels}
+        # Rounds alternate the levels: load from elsewhere on the machine
+        # comes and goes, and the best round is the one it disturbed least.
+        for r in range(args.raw_rounds):
+            for c in args.levels:
+                ns = f"raw-{r}-{c}"
+                await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                                 "metadata": {"name": ns}})
+                seconds, _ = await bench_api(url, token, ca, ns, args.replicas, c)
+                rates[c].append(args.replicas / seconds)
+        for c in args.levels:
+            raw = max(rates[c])
+            rounds = " ".join(f"{x:.0f}" for x in rates[c])
+            print(f"  {c:>3} clients: best {raw:6.0f} creates/s (rounds: {rounds}) -> "
+                  f"controller/raw: scale-up {up_rate / raw:.2f}, rollout {roll_rate / raw:.2f}")
+    print(f"  {cpu.lap()}")
+    raw_creates = sum(args.raw_rounds * (args.replicas + min(c, 8) * 4) for c in args.levels)
+    raw_cpu = cpu.last["server"] / raw_creates
+    up_cpu, roll_cpu = cpu_ctl
+    what = ("server process (in the controller phases with scheduler and controllers)"
+            if args.embedded else "API server")
+    print(f"  {what} CPU per pod: raw create {raw_cpu * 1e3:.2f} ms; scale-up "
+          f"{up_cpu * 1e3:.2f} ms ({up_cpu / raw_cpu:.1f}x), rollout {roll_cpu * 1e3:.2f} ms "
+          f"({roll_cpu / raw_cpu:.1f}x) (CPU time: less distorted by the machine's load "
+          "than rates)")
 
 
 def main() -> int:
@@ -432,6 +467,9 @@ def main() -> int:
                     help="client concurrencies of the raw create measurement (the controller "
                          "manager's client pools 100 connections; its create batches double "
                          "up to 256)")
+    ap.add_argument("--embedded", action="store_true",
+                    help="scheduler and controller manager inside `timonel server`, as users "
+                         "run it (default: separate processes)")
     ap.add_argument("--raw-rounds", type=int, default=2,
                     help="rounds of the raw create measurement (the best is compared)")
     ap.add_argument("--heartbeat", type=float, default=10.0,
