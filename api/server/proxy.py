@@ -17,7 +17,7 @@ import datetime
 import logging
 import os
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -28,8 +28,12 @@ from cryptography.exceptions import InvalidSignature
 from timonel.api import tls
 from timonel.api.errors import ApiError, bad_request
 from timonel.api.fileutil import write_atomic
-from timonel.api.server.context import Server
-from timonel.api.server.routing import RequestInfo
+
+if TYPE_CHECKING:
+    # Types only: the node agent imports this module for KUBELET_CLIENT_CN, and these two would
+    # load the server's storage and validation (kubernetes-validate, aetcd: ~20 MB) into it.
+    from timonel.api.server.context import Server
+    from timonel.api.server.routing import RequestInfo
 
 log = logging.getLogger(__name__)
 
