@@ -13,9 +13,11 @@ from timonel.api.auth.join import JoinTokenError, looks_like_join_token
 from timonel.api.client import Client
 from timonel.api.kubeconfig import ClusterConfig, KubeconfigError, load_kubeconfig
 from timonel.cli.failures import EXIT_CONFIG, EXIT_PERMISSION, EXIT_UNAVAILABLE, Failure
-from timonel.node_agent.runtime.daemon import DEFAULT_SOCKET
+from timonel.node_agent.runtime.server.options import DEFAULT_SOCKET
 
 DEFAULT_DATA_DIR = "/var/lib/timonel/agent"
+# DEFAULT_SOCKET comes from the runtime's options, not its daemon module: that would load the
+# whole runtime (cgroups, containers, fork server) into the agent.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -49,6 +49,7 @@ def test_the_runtime_command_loads_no_api_client_server_or_grpc() -> None:
 def test_the_agent_loads_none_of_the_servers_modules() -> None:
     loaded = loaded_after("from timonel.cli.main import build_parser\nbuild_parser(['agent'])\n"
                           "import timonel.node_agent.agent.agent, timonel.node_agent.agent.join",
-                          ["aiohttp", *SERVER_ONLY])
+                          ["aiohttp", *SERVER_ONLY, "timonel.node_agent.runtime.daemon",
+                           "timonel.node_agent.runtime.container"])
     assert loaded.pop("aiohttp"), "the probe imported nothing: the test would pass vacuously"
     assert not any(loaded.values()), loaded
