@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,9 @@ CREATED, RUNNING, EXITED, UNKNOWN = "created", "running", "exited", "unknown"
 
 def write_json(path: str, data: dict[str, Any]) -> None:
     """Atomically: readers see the old file or the new one, never half of one."""
-    tmp = f"{path}.tmp.{os.getpid()}"
+    # Per thread: the runtime's threads may write different files of one dir at once,
+    # and a file written outside any lock must not share its temp file with another writer.
+    tmp = f"{path}.tmp.{os.getpid()}.{threading.get_native_id()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, json.dumps(data).encode())

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 _LOCK = ".lock"
 _LAST = ".last"
 _TMP_PREFIX = ".tmp-"
+_SEEN_MAX = 1 << 16
+_seen: dict[str, tuple[int, Allocation]] = {}  # record path -> (its inode, its content)
 
 
 @dataclass(frozen=True)
@@ -154,10 +156,23 @@ def _read_all(d: str) -> list[Allocation]:
             ipaddress.IPv4Address(e.name)
         except ValueError:
             continue
+        # A record is never rewritten, only published under a fresh inode (link of a new
+        # temp file) and unlinked: (path, inode) names its content, so a record read once
+        # need not be opened again. Reading all of them per allocation, inside the lock,
+        # made a burst of pod starts O(n^2) in file reads, each giving up the GIL.
+        inode = e.inode()
+        known = _seen.get(e.path)
+        if known is not None and known[0] == inode:
+            out.append(known[1])
+            continue
         try:
             with open(e.path) as f:
                 rec = json.load(f)
-            out.append(Allocation(ip=e.name, pod_id=str(rec["pod_id"]), cidr=str(rec.get("cidr", ""))))
+            alloc = Allocation(ip=e.name, pod_id=str(rec["pod_id"]), cidr=str(rec.get("cidr", "")))
+            out.append(alloc)
+            if len(_seen) > _SEEN_MAX:
+                _seen.clear()
+            _seen[e.path] = (inode, alloc)
         except FileNotFoundError:
             continue
         except (OSError, ValueError, KeyError, TypeError) as err:
@@ -169,8 +184,10 @@ def _read_all(d: str) -> list[Allocation]:
 
 
 def _remove(d: str, ip: str) -> None:
+    path = os.path.join(d, ip)
+    _seen.pop(path, None)  # its inode may be reused by the next record of this address
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(d, ip))
+        os.unlink(path)
 
 
 def _read_last(d: str) -> str | None:

@@ -187,9 +187,12 @@ def list_containers(rt: Runtime, f: pb.ContainerFilter | None) -> list[pb.Contai
                 continue
             if f.pod_sandbox_id and not rec.sandbox_id.startswith(f.pod_sandbox_id):
                 continue
+            # On the stored JSON, before parsing: the agent lists one pod's containers at a
+            # time, and parsing every container's config per call was O(pods^2) in a burst.
+            labels = rec.config.get("labels") or {}
+            if any(labels.get(k) != v for k, v in f.label_selector.items()):
+                continue
         cfg = messages.container_config(rec)
-        if f is not None and any(cfg.labels.get(k) != v for k, v in f.label_selector.items()):
-            continue
         try:
             st = rt.containers.status(rec.id)
         except NotFoundError:

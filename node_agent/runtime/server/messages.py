@@ -15,12 +15,35 @@ STATES = {"created": pb.CONTAINER_CREATED, "running": pb.CONTAINER_RUNNING,
           "exited": pb.CONTAINER_EXITED, "unknown": pb.CONTAINER_UNKNOWN}
 
 
+# Parsed configs by record ID. A record's config never changes after its create, and
+# the agent lists every pod's sandbox and containers on each sync pass: parsing them all
+# again (protobuf's json_format is pure Python) was a third of the runtime's CPU in a
+# 100-pod burst. The messages returned are shared: read them, never modify them.
+_CACHE_MAX = 4096
+_sandbox_configs: dict[str, tuple[dict[str, Any], pb.PodSandboxConfig]] = {}
+_container_configs: dict[str, tuple[dict[str, Any], pb.ContainerConfig]] = {}
+
+
 def sandbox_config(rec: SandboxRecord) -> pb.PodSandboxConfig:
-    return json_format.ParseDict(rec.config, pb.PodSandboxConfig(), ignore_unknown_fields=True)
+    hit = _sandbox_configs.get(rec.id)
+    if hit is not None and hit[0] is rec.config:
+        return hit[1]
+    cfg = json_format.ParseDict(rec.config, pb.PodSandboxConfig(), ignore_unknown_fields=True)
+    if len(_sandbox_configs) >= _CACHE_MAX:
+        _sandbox_configs.clear()
+    _sandbox_configs[rec.id] = (rec.config, cfg)
+    return cfg
 
 
 def container_config(rec: ContainerRecord) -> pb.ContainerConfig:
-    return json_format.ParseDict(rec.config, pb.ContainerConfig(), ignore_unknown_fields=True)
+    hit = _container_configs.get(rec.id)
+    if hit is not None and hit[0] is rec.config:
+        return hit[1]
+    cfg = json_format.ParseDict(rec.config, pb.ContainerConfig(), ignore_unknown_fields=True)
+    if len(_container_configs) >= _CACHE_MAX:
+        _container_configs.clear()
+    _container_configs[rec.id] = (rec.config, cfg)
+    return cfg
 
 
 def to_dict(msg: Any) -> dict[str, Any]:

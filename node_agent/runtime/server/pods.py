@@ -103,12 +103,10 @@ def run_sandbox(rt: Runtime, req: pb.RunPodSandboxRequest) -> str:
     sid = new_id()
     rec = SandboxRecord(id=sid, name=f"{md.name}_{md.namespace}_{md.uid}_{md.attempt}", config=messages.to_dict(cfg),
                         created_at=time.time_ns(), cgroup_parent=parent, host_network=host_network)
-    with rt.records.lock:
-        taken = next((r for r in rt.records.sandboxes.values() if r.name == rec.name), None)
-        if taken is not None:
-            raise AlreadyExists(f"pod sandbox name {rec.name!r} is in use by sandbox {taken.id}; remove it "
-                                "first or raise metadata.attempt")
-        rt.records.save_sandbox(rec)
+    taken = rt.records.claim_sandbox(rec)
+    if taken is not None:
+        raise AlreadyExists(f"pod sandbox name {rec.name!r} is in use by sandbox {taken.id}; remove it "
+                            "first or raise metadata.attempt")
     log.info("sandbox=%s name=%s msg=creating", sid, rec.name)
     with rt.sandbox_lock(sid):
         try:
@@ -250,9 +248,10 @@ def list_sandboxes(rt: Runtime, f: pb.PodSandboxFilter | None) -> list[pb.PodSan
             continue
         if f is not None and f.id and not rec.id.startswith(f.id):
             continue
-        cfg = messages.sandbox_config(rec)
-        if f is not None and any(cfg.labels.get(k) != v for k, v in f.label_selector.items()):
+        labels = rec.config.get("labels") or {}  # on the stored JSON: parsing is the costly part
+        if f is not None and any(labels.get(k) != v for k, v in f.label_selector.items()):
             continue
+        cfg = messages.sandbox_config(rec)
         state = state_of(rt, rec)
         if f is not None and f.HasField("state") and f.state.state != state:
             continue
