@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from timonel.api.process_memory import shrink_tls_read_buffers
 from timonel.cli.failures import EXIT_USAGE, Failure
 
 # Command name -> the module under timonel.cli that adds its parser, in the order help lists them.
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    shrink_tls_read_buffers()  # before any connection: the server alone holds ~140 of them idle
     try:
         return int(args.func(args) or 0)
     except Failure as f:
