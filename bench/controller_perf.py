@@ -243,6 +243,21 @@ def writes_line(before: collections.Counter[str], after: collections.Counter[str
     return f"API writes: {sum(delta.values())} = {sum(delta.values()) / pods:.1f} per pod ({parts})"
 
 
+async def events_by_reason(client: Client) -> collections.Counter[str]:
+    """Event objects in the namespace by source and reason: most of the
+    controllers' writes beyond the pods themselves are these."""
+    counts: collections.Counter[str] = collections.Counter()
+    for e in (await client.list_all(("v1", "Event"), NS))["items"]:
+        source = (e.get("source") or {}).get("component") or e.get("reportingComponent") or "?"
+        counts[f"{source} {e.get('reason', '?')}"] += 1
+    return counts
+
+
+def events_line(before: collections.Counter[str], after: collections.Counter[str]) -> str:
+    delta = after - before
+    return "Event objects written: " + ", ".join(f"{k} {n}" for k, n in delta.most_common(6))
+
+
 def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else math.inf
 
@@ -282,7 +297,7 @@ async def controller_phase(client: Client, watch: PodTimes, replicas: int,
                            cpu: CpuMeter) -> tuple[float, float, float, float]:
     """Returns creates/s at scale-up and during the rollout, and the API
     server's CPU seconds per pod in each."""
-    w0 = await write_counts(client)
+    w0, e0 = await write_counts(client), await events_by_reason(client)
     t0 = time.perf_counter()
     await client.create(DEPLOYMENTS, deployment("web", replicas), namespace=NS)
     t_ready = await watch.until(lambda: watch.serving_ready >= replicas, 300,
@@ -296,8 +311,9 @@ async def controller_phase(client: Client, watch: PodTimes, replicas: int,
     print(f"  pods bound/s (scheduler): {rate(len(bound), max(bound) - t0):.0f} from the "
           f"Deployment create, {rate(len(bound), span(bound)):.0f} first-to-last bind; "
           f"Ready/s (fake nodes): {rate(len(ready), span(ready)):.0f} first-to-last")
-    w1 = await write_counts(client)
+    w1, e1 = await write_counts(client), await events_by_reason(client)
     print(f"  {writes_line(w0, w1, replicas)}")
+    print(f"  {events_line(e0, e1)}")
     print(f"  {cpu.lap()}", flush=True)
     up_cpu = cpu.last["server"] / replicas
 
@@ -328,6 +344,7 @@ async def controller_phase(client: Client, watch: PodTimes, replicas: int,
           + ("held" if not watch.violations else
              f"VIOLATED {len(watch.violations)} times, first: {watch.violations[0]}"))
     print(f"  {writes_line(w1, await write_counts(client), replicas)}")
+    print(f"  {events_line(e1, await events_by_reason(client))}")
     print(f"  {cpu.lap()}; watch events {watch.events}, relists {watch.relists}", flush=True)
     return up_rate, roll_rate, up_cpu, cpu.last["server"] / replicas
 
