@@ -269,6 +269,8 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
                     logs.flush(streams.pop(fd))
                     poller.unregister(fd)
                     os.close(fd)
+                    if fd == attach.master:  # its number may be reused: no more resizes on it
+                        attach.master = -1
             elif attach.owns(fd):
                 attach.handle(fd, ev)
         while pending:
