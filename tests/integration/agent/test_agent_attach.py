@@ -51,6 +51,12 @@ def test_kubectl_run_interactive_rm(env: Env) -> None:
                  input="piped words\n", timeout=180)
     assert "got piped words" in out, out
     wait_for("pod t to be removed", lambda: env.pod("t") is None, timeout=120)
+    # The attach itself ends in success; kubectl then reports the container's exit from the pod.
+    p = env.kubectl("run", "-i", "--rm", "--restart=Never", "--image=busybox", "--image-pull-policy=IfNotPresent",
+                    f"--overrides={overrides}", "t3", "--", "sh", "-c", "read x; echo bye $x; exit 3",
+                    input="now\n", timeout=180)
+    assert p.returncode == 3 and "bye now" in p.stdout and "terminated (Error)" in p.stderr, p
+    wait_for("pod t3 to be removed", lambda: env.pod("t3") is None, timeout=120)
 
 
 def test_python_client_attach_tty_resize(env: Env) -> None:
