@@ -108,9 +108,11 @@ def test_stdin_reaches_the_container_and_output_comes_back(daemon: Daemon) -> No
     second.session.send(b"again\n")
     second.wait_for(b"again\n")
     watcher = Output(c.attach(cid, stdout=True, stderr=True))  # no stdin: output only
-    time.sleep(0.5)  # the watcher's connection is accepted before the next line is written
-    second.session.send(b"third\n")
-    watcher.wait_for(b"third\n")
+    deadline = time.monotonic() + 30
+    while b"third\n" not in watcher.data:  # again until the watcher is surely attached
+        assert time.monotonic() < deadline, bytes(watcher.data)
+        second.session.send(b"third\n")
+        time.sleep(0.5)
     second.session.close_stdin()  # ends that session only (no stdin_once)
     assert second.wait_end() is None
     assert c.container_status(cid).status.state == pb.CONTAINER_RUNNING
