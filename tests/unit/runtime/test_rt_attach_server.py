@@ -39,6 +39,7 @@ class Shim:
 
     def client(self, **flags: bool) -> socket.socket:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)  # a recv the test expects to end never hangs the suite
         s.connect(self.path)
         s.sendall(frame(b"h", json.dumps(flags).encode()))
         self.step()
@@ -130,6 +131,7 @@ def test_a_client_that_does_not_read_is_dropped(tmp_path: Path) -> None:
         shim.server.output("stdout", b"x" * 65536)
     assert not shim.server.clients
     bad = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bad.settimeout(10)
     bad.connect(shim.path)
     bad.sendall(frame(b"i", b"no header first"))
     shim.step()
