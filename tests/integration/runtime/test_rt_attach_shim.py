@@ -60,3 +60,8 @@ def test_stdin_and_output_through_the_shim(rt: Runtime, spare: bool, tty: bool) 
             _read_until(s, b"through the shim\n")
     assert rt.containers.status(cid).state == "running"
     rt.containers.remove(cid)
+
+
+def test_tty_without_stdin_logs_the_terminal_output(rt: Runtime) -> None:
+    code, out = rt.run("tty-only", ["sh", "-c", "tty; echo done"], tty=True)
+    assert code == 0 and "/dev/pts/" in out and "done\r" in out, out
