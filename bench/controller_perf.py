@@ -23,6 +23,8 @@ In one run:
    completion: duration, new pods created/s, and at every watch event the
    invariants (at most replicas+maxSurge pods not terminating; at least
    replicas-maxUnavailable of them Ready) with the extremes seen.
+   Each phase also prints the API server's write requests per pod (from its
+   /metrics) and the Event objects written, by source and reason.
 4. scheduler, controller manager and fake nodes stopped, bench/api_create.py's
    measurement (--replicas pods created through HTTPS by N concurrent
    clients, best of --raw-rounds) on the same server, and the ratios
@@ -101,6 +103,7 @@ class PodTimes:
         self.bounds: tuple[int, int] | None = None  # (min available, max pods) while armed
         self.seen_max = 0
         self.seen_min = 10**9
+        self.seen_max_all = 0  # terminating pods included
         self.violations: list[str] = []
         self.changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -108,7 +111,7 @@ class PodTimes:
 
     def arm(self, min_available: int, max_pods: int) -> None:
         self.bounds = (min_available, max_pods)
-        self.seen_max, self.seen_min = 0, 10**9
+        self.seen_max, self.seen_min, self.seen_max_all = 0, 10**9, 0
         self.violations = []
 
     def _account(self, name: str, sign: int) -> None:
@@ -144,6 +147,7 @@ class PodTimes:
             lo, hi = self.bounds
             self.seen_max = max(self.seen_max, self.serving)
             self.seen_min = min(self.seen_min, self.serving_ready)
+            self.seen_max_all = max(self.seen_max_all, len(self.live))
             if self.serving > hi or self.serving_ready < lo:
                 self.violations.append(f"after {etype} {name}: {self.serving} pods "
                                        f"(max {hi}), {self.serving_ready} available (min {lo})")
@@ -342,7 +346,8 @@ async def controller_phase(client: Client, watch: PodTimes, replicas: int,
           f"(seen {watch.seen_max}), at least {replicas - unavailable} available "
           f"(seen {watch.seen_min}): "
           + ("held" if not watch.violations else
-             f"VIOLATED {len(watch.violations)} times, first: {watch.violations[0]}"))
+             f"VIOLATED {len(watch.violations)} times, first: {watch.violations[0]}")
+          + f"; terminating pods not counted, with them at most {watch.seen_max_all} pods")
     print(f"  {writes_line(w1, await write_counts(client), replicas)}")
     print(f"  {events_line(e1, await events_by_reason(client))}")
     print(f"  {cpu.lap()}; watch events {watch.events}, relists {watch.relists}", flush=True)
