@@ -3,9 +3,10 @@
 Forked by the fork server, it joins the sandbox's namespaces, unshares a PID
 namespace, forks the container's init, then copies its stdout/stderr into
 the CRI log, forwards signals, and when init exits records the exit code
-and OOM kill in `exit.json`. It does not depend on the runtime process: a
-restarted runtime finds it (and its container) through the state dir.
-Single-threaded: a poll loop, with signals delivered through a wakeup fd.
+and OOM kill in `exit.json`. It holds the container's stdin (a pipe, or the
+master of a tty container's pty) and serves attach clients (attach.py). It
+does not depend on the runtime process: a restarted runtime finds it (and
+its container) through the state dir. Single-threaded: a poll loop, with signals delivered through a wakeup fd.
 """
 
 from __future__ import annotations
