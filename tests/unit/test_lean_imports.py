@@ -53,3 +53,12 @@ def test_the_agent_loads_none_of_the_servers_modules() -> None:
                            "timonel.node_agent.runtime.container"])
     assert loaded.pop("aiohttp"), "the probe imported nothing: the test would pass vacuously"
     assert not any(loaded.values()), loaded
+
+
+def test_the_runtime_service_loads_aiohttp_only_for_a_pull() -> None:
+    loaded = loaded_after("import timonel.node_agent.runtime.server.serve", ["aiohttp", "grpc"])
+    assert loaded == {"aiohttp": False, "grpc": True}
+    loaded = loaded_after("import asyncio\nfrom timonel.node_agent.runtime.images import RegistryClient\n"
+                          "async def pull():\n    async with RegistryClient() as c:\n        c.session\n"
+                          "asyncio.run(pull())", ["aiohttp"])
+    assert loaded == {"aiohttp": True}

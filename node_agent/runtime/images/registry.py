@@ -15,9 +15,8 @@ import logging
 import ssl
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from yarl import URL
 
 from .errors import DigestMismatchError, ImageNotFoundError, InvalidImageError, RegistryError
@@ -36,6 +35,11 @@ from .manifests import (
 from .refs import DEFAULT_DOMAIN, Reference, lookup_key, normalize, sha256_digest
 from .registry_auth import Credentials, TokenCache, fetch_token, parse_challenges
 from .store import ImageRecord, ImageStore, Lease
+
+if TYPE_CHECKING:
+    # Imported where a pull needs it instead: ~10 MB resident in the runtime daemon, which
+    # may never pull (`timonel up` imports image archives from files).
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +99,7 @@ class RegistryClient:
         self._own_session = session is None
         self._session = session
         self._ssl = ssl_context
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        self._timeouts = (connect_timeout, read_timeout)
         self._tokens = TokenCache()
         self._auth: dict[tuple[str, str], str] = {}  # (host, scope) → Authorization value
 
@@ -113,7 +117,11 @@ class RegistryClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            import aiohttp
+
+            connect, read = self._timeouts
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read))
         return self._session
 
     def creds_for(self, host: str) -> Credentials | None:
@@ -186,6 +194,8 @@ class RegistryClient:
 
     async def _send(self, method: str, url: URL, headers: dict[str, str], data: Any,
                     follow: bool) -> aiohttp.ClientResponse:
+        import aiohttp
+
         origin = _origin(url)
         for _ in range(_MAX_REDIRECTS + 1):
             try:
@@ -207,6 +217,8 @@ class RegistryClient:
 
     async def error(self, resp: aiohttp.ClientResponse, what: str) -> RegistryError:
         """Turn an unexpected response into an error carrying the registry's own message."""
+        import aiohttp
+
         try:
             body = await resp.json(content_type=None)
             msgs = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in body.get("errors", []))
@@ -245,6 +257,8 @@ class RegistryClient:
 
     async def fetch_blob(self, store: ImageStore, ref: Reference, desc: Descriptor) -> None:
         """Download a blob into the store, verified against its digest and size."""
+        import aiohttp
+
         where = f"blob {desc.digest} of {ref.repository}"
         resp = await self.request("GET", ref, self.url(ref, "blobs", desc.digest))
         try:

@@ -13,11 +13,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from .errors import RegistryError
+
+if TYPE_CHECKING:
+    import aiohttp  # imported by the first pull, not by every runtime daemon (see registry.py)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class TokenCache:
 
 async def fetch_token(session: aiohttp.ClientSession, challenge: Challenge, scope: str,
                       creds: Credentials | None, cache: TokenCache) -> str:
+    import aiohttp
+
     realm = challenge.params.get("realm")
     if not realm:
         raise RegistryError("registry asked for a bearer token but named no realm in WWW-Authenticate")
