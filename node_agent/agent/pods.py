@@ -76,6 +76,9 @@ class AgentContext:
     # (pod uid, container name) -> (retry back-off, the reason shown meanwhile)
     start_failures: dict[tuple[str, str], tuple[BackoffEntry, Waiting]] = field(default_factory=dict)
     last_status: dict[str, Obj] = field(default_factory=dict)
+    # What the runtime holds for a pod after a sync that started containers, in the form of
+    # the agent's per-pass fingerprint: the next pass need not sync the pod again to find it so.
+    synced_prints: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
     # Pods killed and deleted by us that finalizers keep in the API: nothing left to do.
     terminated: set[str] = field(default_factory=set)
     # configMap and secret volumes are rewritten this often (upstream: about a minute).
@@ -216,12 +219,30 @@ def _should_restart(policy: str, exit_code: int) -> bool:
     return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
 
 
-async def read_state(ctx: AgentContext, uid: str, sid: str) -> PodRuntimeState:
+def runtime_print(sid: str, state: PodRuntimeState) -> tuple[tuple[str, int], ...]:
+    """The sandbox's and containers' (ID, state) pairs, sorted, as the agent's sync pass lists them."""
+    pairs = [(sid, pb.SANDBOX_READY if state.sandbox_ready else pb.SANDBOX_NOTREADY)]
+    pairs += [(st.id, st.state) for hist in state.containers.values() for st in hist]
+    return tuple(sorted(pairs))
+
+
+async def read_state(ctx: AgentContext, uid: str, sid: str, sandbox: PodRuntimeState | None = None,
+                     fresh: bool = False) -> PodRuntimeState:
+    """The pod's sandbox `sid` and its containers as the runtime has them.
+
+    `sandbox`: its sandbox as just read (ready, IP), not asked again; `fresh`: the
+    sandbox was just created, so it has no containers to list. Each runtime call
+    saved here is one fewer per pod in a burst of pod starts.
+    """
     state = PodRuntimeState()
-    if sid:
+    if sandbox is not None:
+        state.sandbox_ready, state.sandbox_ip = sandbox.sandbox_ready, sandbox.sandbox_ip
+    elif sid:
         sb = await ctx.call(ctx.runtime.sandbox_status, sid)
         state.sandbox_ready = sb.status.state == pb.SANDBOX_READY
         state.sandbox_ip = sb.status.network.ip
+    if fresh:
+        return state
     listed = await ctx.call(ctx.runtime.list_containers,
                             pb.ContainerFilter(label_selector={cfgs.POD_UID: uid}))
     for c in listed:
@@ -308,7 +329,8 @@ async def _resume_created(ctx: AgentContext, pod: Obj, st: pb.ContainerStatus,
     return True
 
 
-async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandboxConfig] | None:
+async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandboxConfig, bool] | None:
+    """(sandbox ID, its config, whether it was created just now), or None after a failure."""
     uid = str(pod["metadata"]["uid"])
     sandboxes = await ctx.call(ctx.runtime.list_sandboxes,
                                pb.PodSandboxFilter(label_selector={cfgs.POD_UID: uid}))
@@ -322,7 +344,7 @@ async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandb
             except ConfigError as e:  # a source deleted later: the files stay as they were
                 log.info("volumes not refreshed pod=%s err=%s", _pod_ref(pod), e)
             ctx.volumes_at[uid] = time.monotonic()
-        return sb.id, cfgs.sandbox_config(pod, ctx.node, ctx.data_dir, sb.metadata.attempt)
+        return sb.id, cfgs.sandbox_config(pod, ctx.node, ctx.data_dir, sb.metadata.attempt), False
     attempt = max((s.metadata.attempt + 1 for s in sandboxes), default=0)
     for old in sandboxes:  # a sandbox that died takes its containers with it (upstream)
         await ctx.call(ctx.runtime.stop_sandbox, old.id)
@@ -345,7 +367,7 @@ async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandb
         return None
     ctx.start_failures.pop(key, None)
     log.info("sandbox created pod=%s sandbox=%s", _pod_ref(pod), sid)
-    return sid, cfg
+    return sid, cfg, True
 
 
 async def sync_pod(ctx: AgentContext, pod: Obj) -> bool:
@@ -378,8 +400,8 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> bool:
     if ensured is None:  # the runtime could not make it; retried after a back-off
         await write_status(ctx, pod, state)
         return False
-    sid, sandbox_cfg = ensured
-    state = await read_state(ctx, uid, sid)
+    sid, sandbox_cfg, fresh = ensured
+    state = await read_state(ctx, uid, sid, fresh=fresh)
     if ctx.probes is not None and ctx.probes.failed(uid):
         state = await _kill_unhealthy(ctx, pod, state, sid)
     policy = str(spec.get("restartPolicy") or "Always")
@@ -413,8 +435,9 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> bool:
                                                     state)
     if started:
         waiting = state.waiting
-        state = await read_state(ctx, uid, sid)
+        state = await read_state(ctx, uid, sid, sandbox=state)
         state.waiting = waiting
+        ctx.synced_prints[uid] = runtime_print(sid, state)
     if ctx.probes is not None:
         ctx.probes.update(pod, state, sid)
     await write_status(ctx, pod, state)
