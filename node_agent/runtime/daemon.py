@@ -10,7 +10,6 @@ shims keep running, and the next daemon over the same root adopts them.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import logging
 import os
@@ -63,6 +62,10 @@ def run(opts: RuntimeOptions, on_ready: Callable[[Runtime], None] | None = None)
     cgroups = detect()
     forkserver = start_fork_server(sysc, cgroups)
     try:
+        # Imported only now: whatever is loaded before the fork server starts is resident in it
+        # and in every process it forks (spare shims and their inits); asyncio and ssl are ~3 MB.
+        import asyncio
+
         from .network import NetworkError  # threads may start from here on
         from .server.serve import ServeError, serve
 
