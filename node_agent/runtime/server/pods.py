@@ -111,10 +111,11 @@ def run_sandbox(rt: Runtime, req: pb.RunPodSandboxRequest) -> str:
     with rt.sandbox_lock(sid):
         try:
             if not host_network:
+                # Not saved until ready: a crash before that leaves a "creating" record, and
+                # destroy finds the namespace (its path is the ID) and the address (IPAM
+                # knows it by ID) without them; each save is a file created, in a burst.
                 rec.netns = create_netns(sid, rt.netns_dir)
-                rt.records.save_sandbox(rec)
                 rec.ip = setup_pod_network(rec.netns, sid, rt.network).ip
-                rt.records.save_sandbox(rec)
             st = rt.sandboxes.create(SandboxSpec(
                 id=sid, hostname=hostname, netns_path=rec.netns or rt.host_netns(),
                 resources=resources(cfg.linux.resources if cfg.linux.HasField("resources") else None,
