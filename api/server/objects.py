@@ -33,6 +33,7 @@ Obj = dict[str, Any]
 Check = Callable[[Obj, Obj | None], Awaitable[None]]
 
 MAX_CAS_RETRIES = 20
+GENERATE_NAME_RETRIES = 7
 
 
 def key_of(rtype: ResourceType, namespace: str, name: str) -> str:
@@ -192,6 +193,9 @@ class Objects:
                                causes=[{"reason": "FieldValueRequired", "field": "metadata.name",
                                         "message": "Required value: name or generateName is required"}])
             md["name"] = meta.generate_name(str(base))
+            generated = str(base)
+        else:
+            generated = ""
         if rtype.namespaced:
             md["namespace"] = namespace
         else:
@@ -215,11 +219,17 @@ class Objects:
             await check(obj, None)
         if dry_run:
             return obj
-        key = key_of(rtype, namespace, md["name"])
-        try:
-            rev = await self.store.create(key, encode(obj))
-        except CasFailed:
-            raise already_exists(rtype.plural, md["name"], rtype.group) from None
+        # As upstream since 1.32 (KEP-4420): a generated name that is taken is
+        # generated again, up to GENERATE_NAME_RETRIES more times, instead of a 409.
+        for attempt in range(GENERATE_NAME_RETRIES + 1):
+            name = obj["metadata"]["name"]
+            try:
+                rev = await self.store.create(key_of(rtype, namespace, name), encode(obj))
+                break
+            except CasFailed:
+                if not generated or attempt == GENERATE_NAME_RETRIES:
+                    raise already_exists(rtype.plural, name, rtype.group) from None
+                obj["metadata"]["name"] = meta.generate_name(generated)
         # Not `md`: admission (managedFields) may have replaced obj["metadata"].
         obj["metadata"]["resourceVersion"] = str(rev)
         return obj
