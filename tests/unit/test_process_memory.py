@@ -16,7 +16,9 @@ from timonel.api.process_memory import TLS_READ_BUFFER, shrink_tls_read_buffers
 
 @pytest.fixture
 def restore_buffer_size():
+    # Tests that run timonel's main() in this process have already shrunk it: start from asyncio's own.
     before = asyncio.sslproto.SSLProtocol.max_size
+    asyncio.sslproto.SSLProtocol.max_size = 256 * 1024
     yield
     asyncio.sslproto.SSLProtocol.max_size = before
 
