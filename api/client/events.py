@@ -1,8 +1,14 @@
 """Events: what components tell users about objects (`kubectl describe`).
 
-Like client-go's recorder: an event about the same object with the same
-reason and message is not written again but counted (`count`,
-`lastTimestamp`), so a crash-looping pod yields one Event, not thousands.
+Like client-go's recorder (its EventCorrelator):
+- an event about the same object with the same reason and message is not
+  written again but counted (`count`, `lastTimestamp`), so a crash-looping
+  pod yields one Event, not thousands;
+- once 10 events about one object differ only in their message within 10
+  minutes, further ones are folded into one "(combined from similar events)"
+  event (a ReplicaSet making 1,000 pods writes ~11 Events, not 1,000);
+- each source may write about one object in bursts of 25, then one write per
+  5 minutes; the rest are dropped.
 Writing an event never fails the caller: events are best effort.
 """
 
@@ -20,6 +26,10 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("v1", "Event")
 NORMAL, WARNING = "Normal", "Warning"
+AGGREGATE_MAX_EVENTS = 10
+AGGREGATE_PREFIX = "(combined from similar events): "
+SPAM_BURST = 25.0
+SPAM_REFILL_PER_SECOND = 1.0 / 300.0
 
 
 def object_reference(obj: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +51,10 @@ class EventRecorder:
         self.cache_seconds = cache_seconds
         # (uid, reason, message) -> (event namespace, event name, count, written at)
         self._seen: dict[tuple[str, str, str], tuple[str, str, int, float]] = {}
+        # (uid, type, reason) -> (messages seen, since)
+        self._similar: dict[tuple[str, str, str], tuple[set[str], float]] = {}
+        # uid -> (tokens, refilled at)
+        self._budget: dict[str, tuple[float, float]] = {}
 
     async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         try:
@@ -52,13 +66,21 @@ class EventRecorder:
     async def _record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         ref = object_reference(obj)
         namespace = ref.get("namespace") or "default"
-        key = (ref["uid"] or ref["name"], reason, message)
         now_ts, mono = meta.now(), time.monotonic()
+        combined = self._combined(ref["uid"] or ref["name"], type_, reason, message, mono)
+        if combined:
+            message = AGGREGATE_PREFIX + message
+        if not self._take_token(ref["uid"] or ref["name"], mono):
+            log.debug("event dropped (rate limit) reason=%s object=%s", reason, ref["name"])
+            return
+        # Combined events are one Event per (object, type, reason), whatever the message.
+        key = (ref["uid"] or ref["name"], reason, AGGREGATE_PREFIX + type_ if combined else message)
         seen = self._seen.get(key)
         if seen is not None and mono - seen[3] < self.cache_seconds:
             ns, name, count, _ = seen
             try:
-                await self.client.patch(EVENTS, ns, name, {"count": count + 1, "lastTimestamp": now_ts},
+                await self.client.patch(EVENTS, ns, name, {"count": count + 1, "lastTimestamp": now_ts,
+                                                               "message": message[:1024]},
                                         patch_type="merge")
                 self._seen[key] = (ns, name, count + 1, mono)
                 return
@@ -79,3 +101,27 @@ class EventRecorder:
         if len(self._seen) > 4096:
             cutoff = mono - self.cache_seconds
             self._seen = {k: v for k, v in self._seen.items() if v[3] >= cutoff}
+            self._similar = {k: v for k, v in self._similar.items() if v[1] >= cutoff}
+            self._budget = {k: v for k, v in self._budget.items() if v[1] >= cutoff}
+
+    def _combined(self, obj_key: str, type_: str, reason: str, message: str, mono: float) -> bool:
+        """True once AGGREGATE_MAX_EVENTS different messages of this object, type
+        and reason came within the cache window: the event joins the combined one."""
+        key = (obj_key, type_, reason)
+        messages, since = self._similar.get(key, (set(), mono))
+        if mono - since > self.cache_seconds:
+            messages, since = set(), mono
+        if len(messages) < AGGREGATE_MAX_EVENTS:
+            messages.add(message)
+        self._similar[key] = (messages, since)
+        # As client-go: the message that makes the tenth, and every one after, is combined.
+        return len(messages) >= AGGREGATE_MAX_EVENTS
+
+    def _take_token(self, obj_key: str, mono: float) -> bool:
+        tokens, at = self._budget.get(obj_key, (SPAM_BURST, mono))
+        tokens = min(SPAM_BURST, tokens + (mono - at) * SPAM_REFILL_PER_SECOND)
+        if tokens < 1.0:
+            self._budget[obj_key] = (tokens, mono)
+            return False
+        self._budget[obj_key] = (tokens - 1.0, mono)
+        return True
