@@ -435,9 +435,14 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> bool:
                                                     state)
     if started:
         waiting = state.waiting
+        before = {st.id for hist in state.containers.values() for st in hist}
         state = await read_state(ctx, uid, sid, sandbox=state)
         state.waiting = waiting
-        ctx.synced_prints[uid] = runtime_print(sid, state)
+        # Only containers still running are no news: one that already exited
+        # must be seen by the next pass (its restart must not wait for a resync).
+        if all(st.state == pb.CONTAINER_RUNNING for hist in state.containers.values() for st in hist
+               if st.id not in before):
+            ctx.synced_prints[uid] = runtime_print(sid, state)
     if ctx.probes is not None:
         ctx.probes.update(pod, state, sid)
     await write_status(ctx, pod, state)
