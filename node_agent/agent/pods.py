@@ -221,7 +221,7 @@ def _should_restart(policy: str, exit_code: int) -> bool:
 
 def runtime_print(sid: str, state: PodRuntimeState) -> tuple[tuple[str, int], ...]:
     """The sandbox's and containers' (ID, state) pairs, sorted, as the agent's sync pass lists them."""
-    pairs = [(sid, pb.SANDBOX_READY if state.sandbox_ready else pb.SANDBOX_NOTREADY)]
+    pairs: list[tuple[str, int]] = [(sid, pb.SANDBOX_READY if state.sandbox_ready else pb.SANDBOX_NOTREADY)]
     pairs += [(st.id, st.state) for hist in state.containers.values() for st in hist]
     return tuple(sorted(pairs))
 
