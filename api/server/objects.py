@@ -24,6 +24,7 @@ from timonel.api.errors import ApiError, already_exists, conflict, not_found
 from timonel.api.resources import ResourceType
 from timonel.api.storage.etcd import CasFailed, CompactedError, Store, decode, encode
 from timonel.api.storage.watch_cache import Filter, WatchCaches
+from timonel.api.validation.quantities import normalize_quantities
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ class Objects:
         md["creationTimestamp"] = meta.now()
         if "spec" in obj or rtype.has_status:
             md["generation"] = 1
+        normalize_quantities(obj, rtype.group, rtype.version, rtype.kind)
         apply_defaults(obj, rtype.group, rtype.kind)
         if rtype.group == "batch" and rtype.kind == "Job":
             job_selector_defaults(obj, md["uid"])
@@ -289,6 +291,7 @@ class Objects:
             raise ApiError(400, "the object must be a JSON object with object metadata")
         new["apiVersion"] = old.get("apiVersion", rtype.api_version)
         new["kind"] = old.get("kind", rtype.kind)
+        normalize_quantities(new, rtype.group, rtype.version, rtype.kind)
         md = new.setdefault("metadata", {})
         omd = old["metadata"]
         if md.get("name", omd["name"]) != omd["name"]:

@@ -45,7 +45,9 @@ items:
         - name: main
           image: {image}
           ports: [{containerPort: 8080, name: http}]
-          resources: {limits: {cpu: 1, memory: 64Mi}}
+          # A string: a number is stored as the string "1" (as upstream), so kubectl's
+          # three-way diff would see a change on every apply (kubernetes#66450).
+          resources: {limits: {cpu: "1", memory: 64Mi}}
           envFrom: [{configMapRef: {name: settings}}]
 - apiVersion: v1
   kind: Service
@@ -77,6 +79,16 @@ def test_apply_list_create_unchanged_configure(kubectl, tmp_path) -> None:  # ty
     assert kubectl("get", "cm", "settings", "-o", "jsonpath={.data.mode}") == "b"
     image = kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
     assert image == "busybox:1.35"
+
+
+def test_apply_list_with_a_numeric_quantity(kubectl, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`cpu: 2` (a JSON number) passes client-side validation and is stored as the
+    string "2"; like upstream, a re-apply then reports the Deployment configured."""
+    path = write(tmp_path, "list.yaml", list_yaml().replace('cpu: "1"', "cpu: 2"))
+    assert "deployment.apps/web" in kubectl("apply", "-f", path)
+    cpu = kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].resources.limits.cpu}")
+    assert cpu == "2"
+    assert "deployment.apps/web configured" in kubectl("apply", "-f", path)
 
 
 def test_apply_list_written_by_get_round_trips(kubectl, tmp_path) -> None:  # type: ignore[no-untyped-def]

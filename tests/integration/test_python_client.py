@@ -93,3 +93,27 @@ def test_server_version(api_server: ApiServer) -> None:
     api = config.new_client_from_config(config_file=api_server.kubeconfig)
     v = client.VersionApi(api).get_code()
     assert v.major == "1" and v.minor == "37"
+
+
+def test_numeric_quantities_read_back_as_strings(apps: client.AppsV1Api, http, api_server: ApiServer,
+                                                 namespace: str) -> None:
+    # `cpu: 1` in YAML is a JSON number; the client's model accepts only strings back.
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "q"},
+           "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "q"}},
+                    "template": {"metadata": {"labels": {"app": "q"}},
+                                 "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {
+                                     "limits": {"cpu": 1, "memory": 67108864}, "requests": {"cpu": 0.5}}}]}}}}
+    r = http.post(f"{api_server.url}/apis/apps/v1/namespaces/{namespace}/deployments", json=dep)
+    assert r.status_code == 201, r.text
+    res = r.json()["spec"]["template"]["spec"]["containers"][0]["resources"]
+    # Requests default to the limits where missing (memory), as upstream.
+    assert res == {"limits": {"cpu": "1", "memory": "67108864"},
+                   "requests": {"cpu": "500m", "memory": "67108864"}}
+    got = apps.read_namespaced_deployment("q", namespace)
+    assert got.spec.template.spec.containers[0].resources.limits == {"cpu": "1", "memory": "67108864"}
+    patched = http.patch(f"{api_server.url}/apis/apps/v1/namespaces/{namespace}/deployments/q",
+                         json={"spec": {"template": {"spec": {"containers": [
+                             {"name": "c", "resources": {"limits": {"cpu": 2}}}]}}}},
+                         headers={"Content-Type": "application/strategic-merge-patch+json"})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "2"
