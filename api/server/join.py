@@ -38,7 +38,7 @@ def add_routes(app: web.Application, tls_dir: str, token: JoinToken | None) -> N
         if request.content_length is not None and request.content_length > MAX_REQUEST:
             raise bad_request("the node credentials request is too large")
         try:
-            body = loads(await request.content.read(MAX_REQUEST + 1))
+            body = loads(await codec.read_at_most(request, MAX_REQUEST + 1))
         except ValueError as e:
             raise bad_request(f"the node credentials request is not JSON: {e}") from None
         if not isinstance(body, dict):

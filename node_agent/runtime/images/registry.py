@@ -239,7 +239,13 @@ class RegistryClient:
                 raise ImageNotFoundError(f"{what} not found in registry {ref.domain}: {err}")
             if resp.status != 200:
                 raise await self.error(resp, f"fetching {what}")
-            data = await resp.content.read(_MAX_MANIFEST + 1)
+            # One read(n) returns what has arrived so far, not n bytes.
+            data = b""
+            while len(data) <= _MAX_MANIFEST:
+                chunk = await resp.content.read(_MAX_MANIFEST + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
             if len(data) > _MAX_MANIFEST:
                 raise InvalidImageError(f"{what}: manifest larger than {_MAX_MANIFEST} bytes")
             content_type = resp.headers.get("Content-Type", "")
