@@ -18,7 +18,7 @@ In one run:
    Docker's runs get no network, timonel's pods a veth and an address each:
    the ratio favours Docker. Prints timonel/docker ratios.
 
-Targets (issue 7): p99 create-to-Ready under 2 s; idle RSS under 300 MB in total.
+Targets (issue 4): p99 create-to-Ready under 2 s; idle RSS under 300 MB in total.
 Needs root; traffic stays on loopback.
 """
 
