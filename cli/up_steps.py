@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from timonel.api import kubeconfig, tls
+from timonel.api import kubeconfig, pki
 from timonel.api.auth.join import NODE_USER_PREFIX, NODES_GROUP
 from timonel.cli import up_supervisor
 from timonel.cli.up_supervisor import Child
@@ -172,7 +172,7 @@ def _start_server(state: UpState) -> None:
 def _node_credentials(state: UpState) -> None:
     """The agent's own client certificate, never the admin token."""
     o = state.opts
-    cert, key = tls.issue_client_cert(os.path.join(o.data_dir, "tls"), NODE_USER_PREFIX + o.node_name,
+    cert, key = pki.issue_client_cert(os.path.join(o.data_dir, "tls"), NODE_USER_PREFIX + o.node_name,
                                       [NODES_GROUP])
     kubeconfig.write_kubeconfig(os.path.join(o.data_dir, "agent", "kubeconfig"), state.url, state.ca_pem,
                                 client_cert_pem=cert, client_key_pem=key, user=f"node-{o.node_name}")

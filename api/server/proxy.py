@@ -2,7 +2,7 @@
 
 The API server finds the pod's node, reaches the agent at the Node's
 InternalIP and `daemonEndpoints.kubeletEndpoint.Port` over HTTPS with its
-kubelet client certificate (issued once from the cluster CA, kept in
+kubelet client certificate (issued from the cluster CA at start, kept in
 DATA/tls), and does not verify the agent's self-signed serving certificate,
 as upstream without --kubelet-certificate-authority. Logs stream through as
 text/plain; exec and attach WebSockets are upgraded on both sides with the
@@ -13,61 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
-import os
 import ssl
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
 from timonel.api import tls
 from timonel.api.errors import ApiError, bad_request
-from timonel.api.fileutil import write_atomic
 
 if TYPE_CHECKING:
-    # Types only: the node agent imports this module for KUBELET_CLIENT_CN, and these two would
-    # load the server's storage and validation (kubernetes-validate, aetcd: ~20 MB) into it.
+    # Types only: these would load the server's storage and validation
+    # (kubernetes-validate, aetcd: ~20 MB) into every importer.
     from timonel.api.server.context import Server
     from timonel.api.server.routing import RequestInfo
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-# The identity the node agents let in (node_agent/agent/streaming/certs.py).
-KUBELET_CLIENT_CN = "timonel:apiserver-kubelet-client"
-KUBELET_CLIENT_GROUPS = ["system:masters"]
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 # What node agents speak (node_agent/agent/streaming/channels.py), newest first.
 CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io",
                      "v2.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io")
 CONNECT_TIMEOUT = 10.0
-RENEW_BEFORE = datetime.timedelta(days=30)
 NODES = ("", "v1", "nodes")
-
-
-def _client_cert_files(tls_dir: str) -> tuple[str, str]:
-    cert, key = os.path.join(tls_dir, "kubelet-client.crt"), os.path.join(tls_dir, "kubelet-client.key")
-    try:
-        with open(cert, "rb") as f:
-            c = x509.load_pem_x509_certificate(f.read())
-        with open(os.path.join(tls_dir, "ca.crt"), "rb") as f:
-            ca = x509.load_pem_x509_certificate(f.read())
-        # A certificate of an earlier CA (the directory's CA was replaced) would be refused.
-        c.verify_directly_issued_by(ca)
-        if os.path.exists(key) and \
-                c.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > RENEW_BEFORE:
-            return cert, key
-    except (OSError, ValueError, TypeError, InvalidSignature):
-        pass
-    pem, key_pem = tls.issue_client_cert(tls_dir, KUBELET_CLIENT_CN, KUBELET_CLIENT_GROUPS)
-    write_atomic(key, key_pem, 0o600)
-    write_atomic(cert, pem, 0o600)
-    return cert, key
 
 
 def kubelet_ssl(server: Server) -> ssl.SSLContext:
@@ -80,7 +51,8 @@ def kubelet_ssl(server: Server) -> ssl.SSLContext:
         raise ApiError(503, "this API server has no cluster CA (it was started without TLS), so it "
                        "cannot authenticate to node agents for logs, exec and attach",
                        "ServiceUnavailable")
-    cert, key = _client_cert_files(str(tls_dir))
+    # Made (or renewed) with the serving certificate at start: tls.ensure_apiserver_files.
+    cert, key = tls.kubelet_client_files(str(tls_dir))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     # Agents serve self-signed certificates (no --kubelet-certificate-authority upstream).
     ctx.check_hostname = False

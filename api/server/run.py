@@ -87,7 +87,7 @@ async def start(opts: ServerOptions) -> RunningServer:
     async def certificates() -> None:
         sans = [opts.bind_address, *opts.tls_sans] if opts.bind_address not in ("0.0.0.0", "::") \
             else list(opts.tls_sans)
-        state["tls"] = tls.ensure_tls(os.path.join(opts.data_dir, "tls"), sans)
+        state["tls"] = tls.ensure_apiserver_files(os.path.join(opts.data_dir, "tls"), sans)
 
     async def credentials() -> None:
         state["token"] = ensure_admin_token(opts.data_dir)

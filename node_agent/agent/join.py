@@ -18,8 +18,6 @@ import ssl
 import urllib.error
 import urllib.request
 
-from cryptography import x509
-
 from timonel.api import tls
 from timonel.api.auth.join import (
     CA_PATH,
@@ -56,7 +54,9 @@ def join(server: str, join_token: str, node_name: str, data_dir: str) -> Cluster
     if saved is not None:
         return saved
     ca = _fetch_ca(server, token.ca_hash)
-    csr, key = tls.new_client_csr(node_user(node_name), [NODES_GROUP])
+    from timonel.api import pki  # cryptography (~10 MB) only for agents that join by token
+
+    csr, key = pki.new_client_csr(node_user(node_name), [NODES_GROUP])
     body = json.dumps({"nodeName": node_name, "csr": csr.decode()}).encode()
     req = urllib.request.Request(server.rstrip("/") + CREDENTIALS_PATH, data=body, method="POST",
                                  headers={"Authorization": f"Bearer {token.secret}",
@@ -91,6 +91,8 @@ def _saved(path: str, server: str, node_name: str, want_ca_hash: str) -> Cluster
     if config.server != server or not config.ca_pem or ca_hash(config.ca_pem) != want_ca_hash \
             or not config.client_cert_pem:
         return None
+    from cryptography import x509  # see join()
+
     cert = x509.load_pem_x509_certificate(config.client_cert_pem)
     cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     if not cn or cn[0].value != node_user(node_name):

@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from timonel.api import tls
+from timonel.api import pki, tls
 from timonel.api.errors import ApiError
 from timonel.api.server import proxy
 from timonel.node_agent.agent.streaming import certs
@@ -45,17 +45,17 @@ def _subject(path: str) -> tuple[str, list[str]]:
 
 
 def test_kubelet_client_certificate_issued_once(tmp_path: Path) -> None:
-    tls.ensure_tls(str(tmp_path), [])
-    cert, key = proxy._client_cert_files(str(tmp_path))
-    assert _subject(cert) == (proxy.KUBELET_CLIENT_CN, ["system:masters"])
+    pki.ensure_tls(str(tmp_path), [])
+    cert, key = pki.ensure_kubelet_client_cert(str(tmp_path))
+    assert _subject(cert) == (tls.KUBELET_CLIENT_CN, ["system:masters"])
     before = Path(cert).read_bytes()
-    assert proxy._client_cert_files(str(tmp_path)) == (cert, key)
+    assert pki.ensure_kubelet_client_cert(str(tmp_path)) == (cert, key)
     assert Path(cert).read_bytes() == before  # reused, not reissued
     # A new CA (the old one was removed): the certificate is reissued from it.
     for name in ("ca.crt", "ca.key"):
         (tmp_path / name).unlink()
-    tls.ensure_tls(str(tmp_path), [])
-    proxy._client_cert_files(str(tmp_path))
+    pki.ensure_tls(str(tmp_path), [])
+    pki.ensure_kubelet_client_cert(str(tmp_path))
     assert Path(cert).read_bytes() != before
 
 
@@ -68,7 +68,7 @@ def test_agent_and_server_agree_on_protocols() -> None:
 def test_agent_lets_in_only_the_kubelet_client() -> None:
     def peer(cn: str, *orgs: str) -> dict[str, Any]:
         return {"subject": (*((("organizationName", o),) for o in orgs), (("commonName", cn),))}
-    assert certs.check_caller(peer(proxy.KUBELET_CLIENT_CN, "system:masters")) is None
+    assert certs.check_caller(peer(tls.KUBELET_CLIENT_CN, "system:masters")) is None
     refused = certs.check_caller(peer("admin", "system:masters"))
     assert refused is not None and refused[0] == 403 and '"admin"' in refused[1]
     none = certs.check_caller(None)

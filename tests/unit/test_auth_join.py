@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from timonel.api import tls
+from timonel.api import pki, tls
 from timonel.api.auth.join import (
     JoinToken,
     JoinTokenError,
@@ -58,10 +58,10 @@ def test_token_file_is_private_stable_and_follows_the_ca(tmp_path: str) -> None:
 
 def test_signed_csr_takes_its_subject_from_the_signer_not_the_request(tmp_path: str) -> None:
     d = str(tmp_path / "tls")
-    tls.ensure_tls(d, [])
+    pki.ensure_tls(d, [])
     # The requester asks to be an admin; the signer decides it is a node.
-    csr, key = tls.new_client_csr("admin", ["system:masters"])
-    cert = x509.load_pem_x509_certificate(tls.sign_client_csr(d, csr, "system:node:n1", ["system:nodes"]))
+    csr, key = pki.new_client_csr("admin", ["system:masters"])
+    cert = x509.load_pem_x509_certificate(pki.sign_client_csr(d, csr, "system:node:n1", ["system:nodes"]))
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "system:node:n1"
     assert [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == ["system:nodes"]
     ca = x509.load_pem_x509_certificate(tls.read_ca(d))
@@ -71,14 +71,14 @@ def test_signed_csr_takes_its_subject_from_the_signer_not_the_request(tmp_path: 
 
 def test_bad_csrs_are_refused(tmp_path: str) -> None:
     d = str(tmp_path / "tls")
-    tls.ensure_tls(d, [])
+    pki.ensure_tls(d, [])
     with pytest.raises(ValueError, match="not a PEM certificate signing request"):
-        tls.sign_client_csr(d, b"hello", "system:node:n1", ["system:nodes"])
-    csr, _ = tls.new_client_csr("x", [])
+        pki.sign_client_csr(d, b"hello", "system:node:n1", ["system:nodes"])
+    csr, _ = pki.new_client_csr("x", [])
     der = x509.load_pem_x509_csr(csr)
     # Flip a byte of the signature: the CSR no longer proves possession of its key.
     raw = bytearray(der.public_bytes(serialization.Encoding.DER))
     raw[-3] ^= 0x55
     tampered = x509.load_der_x509_csr(bytes(raw)).public_bytes(serialization.Encoding.PEM)
     with pytest.raises(ValueError, match="signature is not valid"):
-        tls.sign_client_csr(d, tampered, "system:node:n1", ["system:nodes"])
+        pki.sign_client_csr(d, tampered, "system:node:n1", ["system:nodes"])

@@ -10,7 +10,7 @@ import ssl
 
 import pytest
 
-from timonel.api import tls
+from timonel.api import pki, tls
 from timonel.api.process_memory import TLS_READ_BUFFER, shrink_tls_read_buffers
 
 
@@ -30,7 +30,7 @@ def _buffer(writer: asyncio.StreamWriter) -> int:
 async def test_connections_get_the_small_buffer_and_carry_large_bodies_intact(tmp_path, restore_buffer_size):
     assert asyncio.sslproto.SSLProtocol.max_size > TLS_READ_BUFFER, "nothing to shrink: the test proves nothing"
     shrink_tls_read_buffers()
-    files = tls.ensure_tls(str(tmp_path), [])
+    files = pki.ensure_tls(str(tmp_path), [])
     payload = os.urandom(3 * 2**20 + 12345)  # many buffers' worth, not a multiple of any of them
     server_buffers: list[int] = []
 

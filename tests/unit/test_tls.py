@@ -12,6 +12,7 @@ import shutil
 import socket
 import ssl
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from timonel.api import tls
+from timonel.api import pki, tls
 from timonel.api.auth.authn import Authenticator, unauthorized_status
 from timonel.api.auth.tokens import ensure_admin_token, token_file
 
@@ -42,7 +43,7 @@ def _sans(cert: x509.Certificate) -> tuple[set, set[str]]:
 
 
 def test_generates_ca_and_serving_cert_with_chain_and_sans(tmp_path):
-    files = tls.ensure_tls(str(tmp_path / "tls"), ["10.96.0.1", "api.example.test", "[fd00::5]"])
+    files = pki.ensure_tls(str(tmp_path / "tls"), ["10.96.0.1", "api.example.test", "[fd00::5]"])
     ca = _cert(files.ca_cert)
     server = _cert(files.server_cert)
 
@@ -72,10 +73,10 @@ def test_generates_ca_and_serving_cert_with_chain_and_sans(tmp_path):
 
 def test_second_start_reuses_everything(tmp_path):
     d = str(tmp_path)
-    first = tls.ensure_tls(d, ["10.0.0.1"])
+    first = pki.ensure_tls(d, ["10.0.0.1"])
     before = {p: _read(p) for p in (first.ca_cert, first.ca_key,
                                                  first.server_cert, first.server_key)}
-    second = tls.ensure_tls(d, ["10.0.0.1"])
+    second = pki.ensure_tls(d, ["10.0.0.1"])
     after = {p: _read(p) for p in before}
     assert before == after
     assert second.ca_pem == first.ca_pem
@@ -83,11 +84,11 @@ def test_second_start_reuses_everything(tmp_path):
 
 def test_new_san_reissues_serving_cert_but_keeps_ca(tmp_path):
     d = str(tmp_path)
-    first = tls.ensure_tls(d, ["10.0.0.1"])
+    first = pki.ensure_tls(d, ["10.0.0.1"])
     ca_before = _read(first.ca_cert)
     serial_before = _cert(first.server_cert).serial_number
 
-    second = tls.ensure_tls(d, ["10.0.0.2", "new.example.test"])
+    second = pki.ensure_tls(d, ["10.0.0.2", "new.example.test"])
     assert _read(second.ca_cert) == ca_before
     server = _cert(second.server_cert)
     assert server.serial_number != serial_before
@@ -98,13 +99,13 @@ def test_new_san_reissues_serving_cert_but_keeps_ca(tmp_path):
     # different flags on one directory do not keep reissuing.
     assert ipaddress.ip_address("10.0.0.1") in ips
     serial_now = server.serial_number
-    tls.ensure_tls(d, ["10.0.0.1"])
+    pki.ensure_tls(d, ["10.0.0.1"])
     assert _cert(second.server_cert).serial_number == serial_now
 
 
 def test_expiring_serving_cert_is_reissued(tmp_path):
     d = str(tmp_path)
-    files = tls.ensure_tls(d, [])
+    files = pki.ensure_tls(d, [])
     ca = _cert(files.ca_cert)
     with open(files.ca_key, "rb") as f:
         ca_key = serialization.load_pem_private_key(f.read(), password=None)
@@ -122,7 +123,7 @@ def test_expiring_serving_cert_is_reissued(tmp_path):
     with open(files.server_cert, "wb") as f:
         f.write(expiring.public_bytes(serialization.Encoding.PEM))
 
-    tls.ensure_tls(d, [])
+    pki.ensure_tls(d, [])
     renewed = _cert(files.server_cert)
     assert renewed.serial_number != expiring.serial_number
     assert renewed.not_valid_after_utc - now > datetime.timedelta(days=300)
@@ -131,20 +132,20 @@ def test_expiring_serving_cert_is_reissued(tmp_path):
 
 def test_missing_ca_key_is_reported_not_silently_replaced(tmp_path):
     d = str(tmp_path)
-    files = tls.ensure_tls(d, [])
+    files = pki.ensure_tls(d, [])
     os.unlink(files.ca_key)
     with pytest.raises(FileNotFoundError, match=r"ca\.key is missing"):
-        tls.ensure_tls(d, [])
+        pki.ensure_tls(d, [])
 
 
 def test_bad_san_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="neither an IP address nor a DNS name"):
-        tls.ensure_tls(str(tmp_path), ["http://host:443/"])
+        pki.ensure_tls(str(tmp_path), ["http://host:443/"])
 
 
 def test_client_cert_carries_user_and_groups(tmp_path):
-    files = tls.ensure_tls(str(tmp_path), [])
-    cert_pem, key_pem = tls.issue_client_cert(str(tmp_path), "system:node:n1",
+    files = pki.ensure_tls(str(tmp_path), [])
+    cert_pem, key_pem = pki.issue_client_cert(str(tmp_path), "system:node:n1",
                                               ["system:nodes", "team-a"])
     cert = x509.load_pem_x509_certificate(cert_pem)
     cert.verify_directly_issued_by(_cert(files.ca_cert))
@@ -162,7 +163,7 @@ def test_client_cert_carries_user_and_groups(tmp_path):
 
 def test_client_cert_without_ca_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="start the API server once"):
-        tls.issue_client_cert(str(tmp_path), "alice", [])
+        pki.issue_client_cert(str(tmp_path), "alice", [])
 
 
 async def _serve_once(server_ctx: ssl.SSLContext) -> tuple[asyncio.AbstractServer, int,
@@ -195,8 +196,8 @@ async def _talk(port: int, ctx: ssl.SSLContext, hostname: str = "127.0.0.1") -> 
 
 
 async def test_handshake_with_client_certificate_identifies_user(tmp_path):
-    files = tls.ensure_tls(str(tmp_path), [])
-    cert_pem, key_pem = tls.issue_client_cert(str(tmp_path), "alice", ["devs", "ops"])
+    files = pki.ensure_tls(str(tmp_path), [])
+    cert_pem, key_pem = pki.issue_client_cert(str(tmp_path), "alice", ["devs", "ops"])
     server, port, seen = await _serve_once(tls.server_ssl_context(files))
     try:
         client_ctx = tls.client_ssl_context(files.ca_pem, cert_pem, key_pem)
@@ -213,7 +214,7 @@ async def test_handshake_with_client_certificate_identifies_user(tmp_path):
 
 
 async def test_handshake_without_client_certificate_checks_localhost_name(tmp_path):
-    files = tls.ensure_tls(str(tmp_path), [])
+    files = pki.ensure_tls(str(tmp_path), [])
     server, port, seen = await _serve_once(tls.server_ssl_context(files))
     try:
         # Hostname checking against the "localhost" DNS SAN.
@@ -227,8 +228,8 @@ async def test_handshake_without_client_certificate_checks_localhost_name(tmp_pa
 
 
 async def test_client_rejects_name_outside_sans_and_foreign_ca(tmp_path):
-    files = tls.ensure_tls(str(tmp_path / "a"), [])
-    other = tls.ensure_tls(str(tmp_path / "b"), [])
+    files = pki.ensure_tls(str(tmp_path / "a"), [])
+    other = pki.ensure_tls(str(tmp_path / "b"), [])
     server, port, _ = await _serve_once(tls.server_ssl_context(files))
     try:
         with pytest.raises(ssl.SSLCertVerificationError):
@@ -241,9 +242,9 @@ async def test_client_rejects_name_outside_sans_and_foreign_ca(tmp_path):
 
 
 async def test_server_refuses_client_cert_from_another_ca(tmp_path):
-    files = tls.ensure_tls(str(tmp_path / "a"), [])
-    tls.ensure_tls(str(tmp_path / "b"), [])
-    cert_pem, key_pem = tls.issue_client_cert(str(tmp_path / "b"), "mallory", ["system:masters"])
+    files = pki.ensure_tls(str(tmp_path / "a"), [])
+    pki.ensure_tls(str(tmp_path / "b"), [])
+    cert_pem, key_pem = pki.issue_client_cert(str(tmp_path / "b"), "mallory", ["system:masters"])
     server, port, seen = await _serve_once(tls.server_ssl_context(files))
     try:
         with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
@@ -258,8 +259,8 @@ async def test_server_refuses_client_cert_from_another_ca(tmp_path):
 
 
 def test_client_context_accepts_key_files(tmp_path):
-    files = tls.ensure_tls(str(tmp_path), [])
-    cert_pem, key_pem = tls.issue_client_cert(str(tmp_path), "bob", [])
+    files = pki.ensure_tls(str(tmp_path), [])
+    cert_pem, key_pem = pki.issue_client_cert(str(tmp_path), "bob", [])
     (tmp_path / "bob.crt").write_bytes(cert_pem)
     (tmp_path / "bob.key").write_bytes(key_pem)
     ctx = tls.client_ssl_context(files.ca_pem, str(tmp_path / "bob.crt"), str(tmp_path / "bob.key"))
@@ -279,7 +280,7 @@ def _kubectl() -> str | None:
 async def _auth_server(tmp_path) -> tuple[web.AppRunner, int, tls.TLSFiles, str, list]:
     """An HTTPS /version endpoint behind the real authenticator, as the API
     server will wire it: 401 with the upstream Status when it says None."""
-    files = tls.ensure_tls(str(tmp_path / "tls"), [])
+    files = pki.ensure_tls(str(tmp_path / "tls"), [])
     data = str(tmp_path / "data")
     token = ensure_admin_token(data)
     authn = Authenticator(token_file(data))
@@ -345,7 +346,7 @@ async def test_real_kubectl_trusts_ca_and_authenticates_by_token_and_cert(tmp_pa
         assert '"minor": "37"' in out
         assert seen[-1].name == "admin" and "system:masters" in seen[-1].groups
 
-        cert_pem, key_pem = tls.issue_client_cert(files.dir, "carol", ["devs"])
+        cert_pem, key_pem = pki.issue_client_cert(files.dir, "carol", ["devs"])
         rc, out = await _run_kubectl(_kubeconfig(
             tmp_path / "cert.yaml", port, files.ca_pem,
             {"client-certificate-data": cert_pem, "client-key-data": key_pem}))
@@ -378,3 +379,47 @@ async def test_official_python_client_trusts_ca_and_sends_token(tmp_path):
         assert seen[-1].name == "admin"
     finally:
         await runner.cleanup()
+
+
+# -- certificates made by a child: cryptography never resident in long-running processes --
+
+LEAN_PROCESS = """
+import sys
+from timonel.api import tls
+import timonel.cli.server_cmd, timonel.api.server.run, timonel.api.server.proxy, timonel.api.server.join
+import timonel.cli.agent_cmd, timonel.node_agent.agent.agent, timonel.node_agent.agent.streaming.server
+files = tls.ensure_apiserver_files(sys.argv[1], ["10.1.2.3"])
+tls.ensure_agent_serving_cert(sys.argv[2], "10.1.2.4", "node-a")
+assert files.ca_pem.startswith(b"-----BEGIN CERTIFICATE-----"), files
+print(sorted(m for m in sys.modules if m.startswith("cryptography")))
+"""
+
+
+def test_server_and_agent_files_are_made_without_loading_cryptography(tmp_path):
+    tls_dir, agent_dir = str(tmp_path / "tls"), str(tmp_path / "agent-pki")
+    out = subprocess.run([sys.executable, "-c", LEAN_PROCESS, tls_dir, agent_dir],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    client = _load_cert(os.path.join(tls_dir, "kubelet-client.crt"))
+    assert client.subject.rfc4514_string() == f"CN={tls.KUBELET_CLIENT_CN},O=system:masters"
+    san = _load_cert(os.path.join(tls_dir, "server.crt")).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("10.1.2.3") in san.get_values_for_type(x509.IPAddress)
+    san = _load_cert(os.path.join(agent_dir, "agent.crt")).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("10.1.2.4") in san.get_values_for_type(x509.IPAddress)
+
+
+def test_child_failure_is_an_error_naming_the_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError, match=r"certificates in .*file/tls: .*Not a directory"):
+        tls.ensure_apiserver_files(str(blocker / "tls"), [])
+    with pytest.raises(ValueError, match="neither an IP address nor a DNS name"):
+        tls.ensure_apiserver_files(str(tmp_path / "tls"), ["http://host:443/"])
+
+
+def _load_cert(path: str) -> x509.Certificate:
+    with open(path, "rb") as f:
+        return x509.load_pem_x509_certificate(f.read())

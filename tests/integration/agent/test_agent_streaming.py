@@ -25,7 +25,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.stream import stream
 
-from timonel.api import tls
+from timonel.api import pki
 
 from .agent_harness import Cluster, run_cluster, wait_for
 
@@ -323,7 +323,7 @@ def test_agent_refuses_other_callers(env: Env, tmp_path: Path) -> None:
     r = requests.get(url, verify=False, timeout=30)
     assert r.status_code == 401, r.text
     # A certificate of the cluster CA, but not the API server's kubelet client.
-    cert, key = tls.issue_client_cert(os.path.join(env.cluster.server.data_dir, "tls"), "mallory",
+    cert, key = pki.issue_client_cert(os.path.join(env.cluster.server.data_dir, "tls"), "mallory",
                                       ["system:masters"])
     (tmp_path / "c.crt").write_bytes(cert)
     (tmp_path / "c.key").write_bytes(key)
