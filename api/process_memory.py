@@ -6,8 +6,11 @@ runtime); what each holds while nothing happens is the cluster's cost on the mac
 
 from __future__ import annotations
 
+import asyncio
 import asyncio.sslproto
+import functools
 import logging
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -24,3 +27,37 @@ def shrink_tls_read_buffers(size: int = TLS_READ_BUFFER) -> None:
     if size < 16 * 1024 + 256:  # below a full TLS record, every record would take two reads
         raise ValueError(f"a TLS read buffer of {size} bytes is smaller than one TLS record (16 KiB)")
     asyncio.sslproto.SSLProtocol.max_size = size
+
+
+# glibc keeps freed C-heap pages (dict tables, strings, buffers over 512 bytes) mapped
+# for reuse; malloc_trim hands the free ones back. Measured on an idle `timonel up`
+# (gdb calling it once per process): server, agent and runtime ~1-2.4 MB each, ~6 MB
+# in all; it takes ~1 ms on these heaps.
+RELEASE_INTERVAL = 30.0
+
+
+def release_free_heap() -> bool:
+    """Return the C heap's free pages to the kernel; False where libc has no malloc_trim."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return None
+
+
+async def release_free_heap_periodically(interval: float = RELEASE_INTERVAL) -> None:
+    """Run for the life of an idle-heavy process (server, agent, runtime daemon)."""
+    while True:
+        await asyncio.sleep(interval)
+        if not release_free_heap():
+            return

@@ -10,7 +10,7 @@ import ssl
 
 import pytest
 
-from timonel.api import pki, tls
+from timonel.api import pki, process_memory, tls
 from timonel.api.process_memory import TLS_READ_BUFFER, shrink_tls_read_buffers
 
 
@@ -65,3 +65,28 @@ def test_a_buffer_smaller_than_a_tls_record_is_refused(restore_buffer_size):
     with pytest.raises(ValueError, match="smaller than one TLS record"):
         shrink_tls_read_buffers(4096)
     assert asyncio.sslproto.SSLProtocol.max_size == before
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status") or process_memory._malloc_trim() is None,
+                    reason="needs glibc's malloc_trim and /proc (Linux with glibc)")
+def test_release_free_heap_gives_freed_c_heap_back():
+    # Many mid-sized blocks (over obmalloc's 512 bytes: glibc's heap), every other one kept,
+    # so the free ones are holes glibc keeps without a trim.
+    blocks = [bytearray(4000) for _ in range(20_000)]
+    keep = blocks[::50]
+    del blocks
+    before = _rss_kib()
+    assert process_memory.release_free_heap() is True
+    assert before - _rss_kib() > 20_000  # of the ~78 MB freed, most pages go back
+    assert len(keep) == 400
+
+
+def test_periodic_release_stops_where_libc_has_no_malloc_trim(monkeypatch):
+    monkeypatch.setattr(process_memory, "_malloc_trim", lambda: None)
+    assert process_memory.release_free_heap() is False
+    asyncio.run(asyncio.wait_for(process_memory.release_free_heap_periodically(0.01), 5))

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from timonel.api.process_memory import release_free_heap_periodically
+
 from ..api import runtime_pb2_grpc as pb_grpc
 from ..cgroups import Cgroups
 from ..container.forkserver import ForkServer
@@ -92,7 +94,9 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
         log.info("socket=%s pod_cidr=%s root=%s msg=serving", opts.socket, opts.pod_cidr, opts.root)
         if on_ready is not None:
             on_ready(rt)
+        trimmer = asyncio.create_task(release_free_heap_periodically())
         await stop.wait()
+        trimmer.cancel()
         log.info("msg=stopping; containers keep running")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
