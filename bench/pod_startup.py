@@ -151,10 +151,10 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def idle_memory(up: Up) -> dict[str, tuple[int, int, int]]:
-    """Per part: (processes, RSS, PSS). Parts are `up`'s children, etcd apart from the server."""
+def parts(up: Up) -> dict[str, list[int]]:
+    """The processes of each part: `up` itself, its children, etcd apart from the server."""
     children = _children()
-    parts: dict[str, list[int]] = {"up": [up.proc.pid]}
+    out: dict[str, list[int]] = {"up": [up.proc.pid]}
     for child in children.get(up.proc.pid, []):
         cmd = _cmdline(child)
         name = "runtime" if "runtime_cmd" in cmd or " runtime " in cmd else \
@@ -162,13 +162,33 @@ def idle_memory(up: Up) -> dict[str, tuple[int, int, int]]:
         tree = _tree(child, children)
         if name == "server":
             etcd = [p for p in tree if "etcd" in _cmdline(p).split(" ")[0]]
-            parts["etcd"] = [q for p in etcd for q in _tree(p, children)]
-            tree = [p for p in tree if p not in parts["etcd"]]
-        parts[name] = tree
+            out["etcd"] = [q for p in etcd for q in _tree(p, children)]
+            tree = [p for p in tree if p not in out["etcd"]]
+        out[name] = tree
+    return out
+
+
+def idle_memory(up: Up) -> dict[str, tuple[int, int, int]]:
+    """Per part: (processes, RSS, PSS)."""
     out = {}
-    for name, pids in parts.items():
+    for name, pids in parts(up).items():
         mem = [_memory(p) for p in pids]
         out[name] = (len(pids), sum(m[0] for m in mem), sum(m[1] for m in mem))
+    return out
+
+
+def cpu_seconds(up: Up) -> dict[str, float]:
+    """Per part: CPU seconds used so far by its live processes and the children they reaped
+    (the runtime's shims and containers count as the runtime's)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pids in parts(up).items():
+        total = 0
+        for pid in pids:
+            with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+                total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        out[name] = total / tick
     return out
 
 
@@ -348,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         up = Up(base)
         time.sleep(args.idle_seconds)
         memory = idle_memory(up)
+        cpu_before = cpu_seconds(up)
         result = startup(up, args.pods)
+        cpu = {name: used - cpu_before.get(name, 0.0) for name, used in cpu_seconds(up).items()}
         samples, wall = result.ready, result.wall
         removed = delete_pods(up, args.pods)
         code = up.stop()
@@ -360,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(base, ignore_errors=True)
 
     load = os.getloadavg()[0]
-    print(f"host: {platform.node()} {platform.release()}, {os.cpu_count()} CPUs, load {load:.2f}")
+    print(f"host: {platform.node()} {platform.release()}, {os.cpu_count()} CPUs, load at the end {load:.2f}")
     print(f"\nidle memory of timonel up's processes after {args.idle_seconds:.0f} s (target: < 300 MB RSS in total)")
     for name, (n, rss, pss) in memory.items():
         print(f"  {name:<8} {n:2d} process(es)  RSS {rss / 2**20:7.1f} MiB  PSS {pss / 2**20:7.1f} MiB")
@@ -374,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
           f"all Ready after {wall:.2f} s ({args.pods / wall:.0f} pods/s)")
     print(f"  of which create -> bound by the scheduler: p50 {percentile(result.bound, 0.5) * 1000:7.0f} ms   "
           f"p99 {percentile(result.bound, 0.99) * 1000:7.0f} ms")
+    print(f"  CPU seconds from the first create to the last Ready ({os.cpu_count() or 1} CPUs x {wall:.1f} s "
+          f"= {(os.cpu_count() or 1) * wall:.1f}): " + ", ".join(f"{n} {used:.1f}" for n, used in cpu.items()))
     print(f"  deleted through the API (grace 0) in {removed:.1f} s; timonel up then exited {code}")
     if isinstance(docker, str):
         print(f"\ndocker: not measured ({docker})")
