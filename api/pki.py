@@ -401,12 +401,15 @@ def _agent_cert_usable(cert_path: str, key_path: str, ips: set[str], names: set[
 
 
 USAGE = ("usage: python -m timonel.api.pki apiserver TLS_DIR [SAN...]\n"
-         "       python -m timonel.api.pki agent-serving PKI_DIR NODE_IP HOSTNAME")
+         "       python -m timonel.api.pki agent-serving PKI_DIR NODE_IP HOSTNAME\n"
+         "       python -m timonel.api.pki sign-csr TLS_DIR CN [GROUP...] < CSR > CERT")
+EXIT_BAD_INPUT = 1  # the request is wrong (a malformed CSR, a bad SAN)
+EXIT_FAILED = 3  # the files are (missing CA, permissions)
 
 
 def main(argv: list[str]) -> int:
-    """The child that `tls.ensure_apiserver_files` and `tls.ensure_agent_serving_cert` run:
-    exit 0 once the files are good; else the reason on stderr's last line, exit 1."""
+    """The child that `tls.ensure_apiserver_files`, `tls.ensure_agent_serving_cert` and
+    `tls.sign_client_csr` run: exit 0 once done; else the reason on stderr's last line."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if len(argv) >= 2 and argv[0] == "apiserver":
@@ -414,12 +417,17 @@ def main(argv: list[str]) -> int:
             ensure_kubelet_client_cert(argv[1])
         elif len(argv) == 4 and argv[0] == "agent-serving":
             ensure_agent_serving_cert(argv[1], argv[2], argv[3])
+        elif len(argv) >= 3 and argv[0] == "sign-csr":
+            sys.stdout.buffer.write(sign_client_csr(argv[1], sys.stdin.buffer.read(), argv[2], argv[3:]))
         else:
             print(USAGE, file=sys.stderr)
             return 2
-    except (OSError, ValueError) as e:
+    except ValueError as e:
         print(str(e), file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
+    except OSError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -9,6 +9,7 @@ so the library's ~10 MB never stays resident in them.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -82,14 +83,34 @@ def ensure_agent_serving_cert(pki_dir: str, node_ip: str, hostname: str) -> tupl
     return os.path.join(pki_dir, "agent.crt"), os.path.join(pki_dir, "agent.key")
 
 
+async def sign_client_csr(tls_dir: str, csr_pem: bytes, common_name: str,
+                          organizations: list[str]) -> bytes:
+    """`pki.sign_client_csr` in a child process (a node joining is rare; the API
+    server need not keep `cryptography` for it). ValueError: the CSR is unusable."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "timonel.api.pki", "sign-csr", tls_dir, common_name, *organizations,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cert, err = await proc.communicate(csr_pem)
+    _check_child(["sign-csr", tls_dir], proc.returncode or 0, err.decode(errors="replace"))
+    return cert
+
+
 def _pki_child(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-m", "timonel.api.pki", *args], capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, check=False)
-    for line in proc.stderr.splitlines()[:-1] if proc.returncode else proc.stderr.splitlines():
+    _check_child(args, proc.returncode, proc.stderr)
+
+
+def _check_child(args: list[str], code: int, stderr: str) -> None:
+    lines = stderr.strip().splitlines()
+    for line in lines[:-1] if code else lines:
         log.info("pki: %s", line)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        raise OSError(f"certificates in {args[1]}: {lines[-1] if lines else f'exit {proc.returncode}'}")
+    if code == 0:
+        return
+    reason = lines[-1] if lines else f"exit {code}"
+    if code == 1:  # pki.EXIT_BAD_INPUT
+        raise ValueError(reason)
+    raise OSError(f"certificates in {args[1]}: {reason}")
 
 
 def default_sans() -> list[str]:

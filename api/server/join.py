@@ -50,10 +50,7 @@ def add_routes(app: web.Application, tls_dir: str, token: JoinToken | None) -> N
         if problems:
             raise bad_request(f"nodeName {name!r} is not a valid node name: {'; '.join(problems)}")
         try:
-            # Imported on the first join only: cryptography is ~10 MB resident.
-            from timonel.api import pki
-
-            cert = pki.sign_client_csr(tls_dir, csr.encode(), node_user(name), [NODES_GROUP])
+            cert = await tls.sign_client_csr(tls_dir, csr.encode(), node_user(name), [NODES_GROUP])
         except ValueError as e:
             raise bad_request(str(e)) from None
         ca = tls.read_ca(tls_dir)

@@ -69,6 +69,18 @@ def test_the_join_secret_is_no_api_credential(api_server: ApiServer) -> None:
     r = s.post(f"{api_server.url}/v1-timonel/node-credentials", json={"nodeName": "Bad_Name", "csr": "x"},
                headers={"Authorization": f"Bearer {secret}"})
     assert r.status_code == 400 and "not a valid node name" in r.json()["message"]
+    # The CSR is checked by the signing child: its verdict comes back as a 400 with the reason.
+    r = s.post(f"{api_server.url}/v1-timonel/node-credentials", json={"nodeName": "x", "csr": "x"},
+               headers={"Authorization": f"Bearer {secret}"})
+    assert r.status_code == 400 and "not a PEM certificate signing request" in r.json()["message"]
+
+
+def test_joining_leaves_no_cryptography_in_the_server(api_server: ApiServer, tmp_path) -> None:
+    join(api_server.url, _token(api_server), "lean-node", str(tmp_path))
+    with open(f"/proc/{api_server.proc.pid}/maps") as f:
+        maps = f.read()
+    assert "aiohttp" in maps  # this is the server process itself
+    assert "cryptography" not in maps, "the API server loaded cryptography (~10 MB resident)"
 
 
 def test_wrong_secret_or_wrong_ca_hash_is_refused(api_server: ApiServer, tmp_path) -> None:
