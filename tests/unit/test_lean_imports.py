@@ -62,3 +62,21 @@ def test_the_runtime_service_loads_aiohttp_only_for_a_pull() -> None:
                           "async def pull():\n    async with RegistryClient() as c:\n        c.session\n"
                           "asyncio.run(pull())", ["aiohttp"])
     assert loaded == {"aiohttp": True}
+
+
+def test_the_runtime_service_loads_rtnetlink_not_all_of_pyroute2() -> None:
+    loaded = loaded_after("import timonel.node_agent.runtime.server.serve",
+                          ["pyroute2.iproute.linux", "pyroute2.ndb.main", "pyroute2.ipdb", "sqlite3",
+                           "pyroute2.netlink.nl80211"])
+    assert loaded.pop("pyroute2.iproute.linux"), "the probe imported no netlink: it would pass vacuously"
+    assert not any(loaded.values()), loaded
+
+
+def test_server_and_agent_keep_cryptography_out() -> None:
+    # Certificates are made by `python -m timonel.api.pki` children (api/tls.py says why).
+    loaded = loaded_after("import timonel.cli.server_cmd, timonel.api.server.run, timonel.api.server.app\n"
+                          "import timonel.api.server.proxy, timonel.api.server.join\n"
+                          "import timonel.cli.agent_cmd, timonel.node_agent.agent.agent\n"
+                          "import timonel.node_agent.agent.streaming.server, timonel.node_agent.agent.join",
+                          ["aiohttp", "cryptography"])
+    assert loaded == {"aiohttp": True, "cryptography": False}

@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import socket
+import sys
 from collections.abc import Iterator
 from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+
+def _bare_pyroute2_package() -> None:
+    """Register the pyroute2 package without running its __init__.
+
+    That __init__ only imports every family pyroute2 has (NDB with sqlite3, IPDB,
+    nl80211, ipvs, wireguard, plan9...): 12.5 MB resident in the runtime daemon,
+    where rtnetlink alone takes 6.5. The submodules import what they use
+    themselves, so loading just those is enough. Every pyroute2 import of the
+    runtime goes through this module for that reason."""
+    if "pyroute2" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is not None and spec.submodule_search_locations:
+        sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
+
+
+_bare_pyroute2_package()
+
+
+from pyroute2.iproute.linux import IPRoute  # noqa: E402
+from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 
 Msg = Any  # pyroute2's message classes carry no usable type information
 

@@ -7,9 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-
-from ._netlink import default_route_mtu, get_link, iproute, link_kind, set_ipv4_addr
+from ._netlink import NetlinkError, default_route_mtu, get_link, iproute, link_kind, set_ipv4_addr
 from .config import NetworkConfig, NetworkError
 from .nsrun import run_in_netns
 

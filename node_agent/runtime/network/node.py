@@ -6,10 +6,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from . import ipam
-from ._netlink import get_link, ignore_missing, iproute, link_kind
+from ._netlink import NetlinkError, get_link, ignore_missing, iproute, link_kind
 from .bridge import Bridge, delete_bridge, ensure_bridge
 from .config import NetworkConfig, NetworkError
 from .firewall import ensure_firewall, remove_firewall

@@ -16,10 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from . import ipam
-from ._netlink import get_link, ignore_missing, iproute, link_kind, set_ipv4_addr
+from ._netlink import NetlinkError, get_link, ignore_missing, iproute, link_kind, set_ipv4_addr
 from .bridge import ensure_bridge_with
 from .config import NetworkConfig, NetworkError
 from .netns import is_netns, set_loopback_up

@@ -11,9 +11,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pyroute2.netlink.exceptions import NetlinkError
-
-from ._netlink import ignore_missing, iproute
+from ._netlink import NetlinkError, ignore_missing, iproute
 from .config import ROUTE_PROTOCOL, NetworkConfig, NetworkError, parse_cidr
 from .nsrun import run_in_netns
 
