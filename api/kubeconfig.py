@@ -31,6 +31,9 @@ class ClusterConfig:
     client_key_pem: bytes | None = None
     namespace: str = "default"
     context: str = ""
+    # Reach `server` through this unix socket (plain HTTP) instead of TCP: the API
+    # server's own loopback (api/server/loopback_socket.py). Never from a kubeconfig.
+    unix_socket: str | None = None
 
 
 def write_kubeconfig(path: str, server: str, ca_pem: bytes, *, token: str | None = None,

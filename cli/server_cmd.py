@@ -9,7 +9,8 @@ import os
 import signal
 
 from timonel.api.auth.join import join_token_file
-from timonel.api.server.run import ServerOptions, StartError, default_data_dir, start
+from timonel.api.process_memory import release_free_heap_periodically
+from timonel.api.server.run import RunningServer, ServerOptions, StartError, default_data_dir, start
 from timonel.cli.failures import EXIT_UNAVAILABLE, Failure
 
 
@@ -43,15 +44,18 @@ def run(args: argparse.Namespace) -> int:
                               controllers=not args.disable_controller_manager))
 
 
-async def _control_plane(kubeconfig: str, scheduler: bool, controllers: bool) -> None:
+async def _control_plane(server: RunningServer, scheduler: bool, controllers: bool) -> None:
     """The scheduler and controller manager of this server, as API clients like
     any other (DESIGN.md rule 1), each behind its own leader election so that
-    several servers on one etcd run one of each."""
+    several servers on one etcd run one of each. They reach it through its
+    loopback socket (api/server/loopback_socket.py), with the admin token."""
     from timonel.api.client import Client
+    from timonel.api.kubeconfig import ClusterConfig
     from timonel.controller.manager import run_controller_manager
     from timonel.scheduler import run_scheduler
 
-    async with Client.from_kubeconfig(kubeconfig) as client:
+    config = ClusterConfig(server="http://localhost", token=server.token, unix_socket=server.socket_path)
+    async with Client(config) as client:
         loops = []
         if scheduler:
             loops.append(run_scheduler(client, leader_elect=True))
@@ -76,9 +80,11 @@ async def _serve(opts: ServerOptions, *, scheduler: bool = True, controllers: bo
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    plane = asyncio.create_task(_control_plane(server.kubeconfig_path, scheduler, controllers)) \
+    plane = asyncio.create_task(_control_plane(server, scheduler, controllers)) \
         if scheduler or controllers else None
+    trimmer = asyncio.create_task(release_free_heap_periodically())
     await stop.wait()
+    trimmer.cancel()
     print("stopping", flush=True)
     if plane is not None:
         plane.cancel()

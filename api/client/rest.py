@@ -147,21 +147,23 @@ class Client:
         # Created on first use: a ClientSession belongs to the running loop
         # (so a Client is used from one event loop).
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl,
-                                             keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers,
+                connector=self._connector(self._pool_size), headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.connect_timeout),
             )
         return self._session
+
+    def _connector(self, limit: int) -> aiohttp.BaseConnector:
+        if self.config.unix_socket:
+            return aiohttp.UnixConnector(path=self.config.unix_socket, limit=limit, keepalive_timeout=30)
+        return aiohttp.TCPConnector(limit=limit, ssl=self._ssl, keepalive_timeout=30)
 
     def watch_session(self) -> aiohttp.ClientSession:
         # Every open watch holds its connection for minutes: give watches a
         # pool of their own without a limit, so many informers can never
         # starve ordinary requests of connections (nor the other way round).
         if self._watch_session is None or self._watch_session.closed:
-            self._watch_session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl), headers=self._headers)
+            self._watch_session = aiohttp.ClientSession(connector=self._connector(0), headers=self._headers)
         return self._watch_session
 
     async def close(self) -> None:

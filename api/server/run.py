@@ -19,6 +19,7 @@ from timonel.api import kubeconfig, tls
 from timonel.api.auth.join import ensure_join_token
 from timonel.api.auth.tokens import ensure_admin_token, token_file
 from timonel.api.server.app import ServerConfig, make_app
+from timonel.api.server.loopback_socket import remove_loopback_socket, serve_loopback_socket
 from timonel.api.storage.etcd_process import EtcdProcess, EtcdStartError, start_embedded
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,17 @@ class RunningServer:
     runner: web.AppRunner | None = None
     etcd: EtcdProcess | None = None
     app: web.Application | None = None
+    # The same API over plain HTTP on a unix socket only this user can open: for the
+    # server's own scheduler and controllers (loopback_socket.py says why).
+    socket_path: str = ""
 
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self.socket_path:
+            remove_loopback_socket(self.socket_path)
+            self.socket_path = ""
         if self.etcd is not None:
             await self.etcd.astop()
             self.etcd = None
@@ -109,6 +116,8 @@ async def start(opts: ServerOptions) -> RunningServer:
             raise StartError(f"cannot listen on {opts.bind_address}:{opts.port}: {e.strerror}; "
                              "pick another --port or stop what uses it") from None
         state["runner"], state["app"] = runner, app
+        state["socket"] = await serve_loopback_socket(runner, opts.data_dir)
+        undo.append(lambda: _async(remove_loopback_socket, state["socket"]))
 
     async def admin_kubeconfig() -> None:
         url = f"https://{client_host(opts.bind_address)}:{opts.port}"
@@ -143,7 +152,12 @@ async def start(opts: ServerOptions) -> RunningServer:
     log.info("api server ready url=%s kubeconfig=%s", state["url"], state["kubeconfig"])
     return RunningServer(url=state["url"], kubeconfig_path=state["kubeconfig"],
                          token=state["token"], ca_pem=state["tls"].ca_pem,
-                         runner=state["runner"], etcd=state.get("etcd"), app=state["app"])
+                         runner=state["runner"], etcd=state.get("etcd"), app=state["app"],
+                         socket_path=state["socket"])
+
+
+async def _async(fn: Callable[[str], None], arg: str) -> None:
+    fn(arg)
 
 
 async def _rollback(undo: list[Callable[[], Awaitable[Any]]]) -> None:
