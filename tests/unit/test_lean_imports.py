@@ -80,3 +80,14 @@ def test_server_and_agent_keep_cryptography_out() -> None:
                           "import timonel.node_agent.agent.streaming.server, timonel.node_agent.agent.join",
                           ["aiohttp", "cryptography"])
     assert loaded == {"aiohttp": True, "cryptography": False}
+
+
+def test_pyroute2_still_whole_for_other_code_in_the_process() -> None:
+    # Tests and other code import names of the package itself; the runtime's lean
+    # registration must not break them (it did: CI collected ImportErrors).
+    loaded = loaded_after("import timonel.node_agent.runtime.network\n"
+                          "from pyroute2 import IPRoute, NDB, config\n"
+                          "from timonel.node_agent.runtime.network._netlink import IPRoute as ours\n"
+                          "assert IPRoute is ours and config.__name__ == 'pyroute2.config'",
+                          ["pyroute2.ndb.main"])
+    assert loaded == {"pyroute2.ndb.main": True}

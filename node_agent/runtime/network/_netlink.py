@@ -12,18 +12,32 @@ from typing import Any
 
 
 def _bare_pyroute2_package() -> None:
-    """Register the pyroute2 package without running its __init__.
+    """Register the pyroute2 package without running its __init__ until someone needs it.
 
     That __init__ only imports every family pyroute2 has (NDB with sqlite3, IPDB,
     nl80211, ipvs, wireguard, plan9...): 12.5 MB resident in the runtime daemon,
     where rtnetlink alone takes 6.5. The submodules import what they use
-    themselves, so loading just those is enough. Every pyroute2 import of the
-    runtime goes through this module for that reason."""
+    themselves, so loading just those is enough. A name asked of the package
+    itself (`from pyroute2 import NDB`, in tests or other code sharing the
+    process) runs the real __init__ then, once, in the same module object."""
     if "pyroute2" in sys.modules:
         return
     spec = importlib.util.find_spec("pyroute2")
-    if spec is not None and spec.submodule_search_locations:
-        sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        return
+    package = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def load_the_rest(name: str) -> Any:
+        # `from pyroute2 import config` (the submodules say that) asks the package first.
+        if importlib.util.find_spec(f"pyroute2.{name}") is not None:
+            return importlib.import_module(f"pyroute2.{name}")
+        del package.__getattr__
+        loader.exec_module(package)
+        return getattr(package, name)
+
+    package.__getattr__ = load_the_rest  # type: ignore[method-assign]
+    sys.modules["pyroute2"] = package
 
 
 _bare_pyroute2_package()
