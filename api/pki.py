@@ -128,24 +128,8 @@ def _sign_client(
     ca_cert, ca_key = _load_ca(files)
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    now = _now()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attrs))
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + validity, ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-    )
-    cert = builder.sign(ca_key, hashes.SHA256())
+    cert = _leaf(x509.Name(attrs), public_key, ca_cert, ca_key, validity,
+                 ExtendedKeyUsageOID.CLIENT_AUTH)
     log.info("issued client certificate cn=%s o=%s", common_name, ",".join(organizations))
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -219,28 +203,11 @@ def _ensure_server_cert(
     except (FileNotFoundError, ValueError, x509.ExtensionNotFound):
         pass
     key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
     san = x509.SubjectAlternativeName(
         [x509.DNSName(n) for n in names] + [x509.IPAddress(ip) for ip in ips]
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_COMMON_NAME)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + SERVER_VALIDITY, ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(san, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    cert = _leaf(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_COMMON_NAME)]),
+                 key.public_key(), ca_cert, ca_key, SERVER_VALIDITY, ExtendedKeyUsageOID.SERVER_AUTH, san)
     # Key first: a crash between the writes leaves a cert/key mismatch that
     # the next start detects and repairs, never a cert whose key is lost.
     _write(files.server_key, _key_pem(key), 0o600)
@@ -285,6 +252,32 @@ def _server_cert_problem(
     if missing:
         return "new-san:" + ",".join(missing)
     return None
+
+
+def _leaf(
+    subject: x509.Name, public_key: ec.EllipticCurvePublicKey, ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey, validity: datetime.timedelta, usage: x509.ObjectIdentifier,
+    san: x509.SubjectAlternativeName | None = None,
+) -> x509.Certificate:
+    """A certificate signed by the CA for `usage` (server or client auth), never outliving the CA."""
+    now = _now()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(min(now + validity, ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+    )
+    if san is not None:
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
 
 
 def _load_ca(files: TLSFiles) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
