@@ -36,11 +36,13 @@ async def serve_loopback_socket(runner: web.AppRunner, data_dir: str) -> str:
     if len(path.encode()) > _MAX_PATH:
         path = os.path.join(tempfile.mkdtemp(prefix=_TEMP_PREFIX), SOCKET_NAME)
     _remove_stale(path)
-    old_umask = os.umask(0o177)  # born 0600: nobody else may connect, even for a moment
+    sock = _bind_owner_only(path)
     try:
-        await web.UnixSite(runner, path).start()
-    finally:
-        os.umask(old_umask)
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        sock.close()
+        remove_loopback_socket(path)
+        raise
     log.debug("loopback socket serving path=%s", path)
     return path
 
@@ -51,6 +53,23 @@ def remove_loopback_socket(path: str) -> None:
     parent = os.path.dirname(path)
     if os.path.basename(parent).startswith(_TEMP_PREFIX):
         shutil.rmtree(parent, ignore_errors=True)
+
+
+def _bind_owner_only(path: str) -> socket.socket:
+    """Bound, mode 0600, not yet listening. Until listen() every connect is
+    refused, so the umask's mode is never usable by anyone; a umask changed
+    around UnixSite.start() instead would be the whole process's across the
+    event-loop turn that start awaits."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o600)
+    except BaseException:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    return sock
 
 
 def _remove_stale(path: str) -> None:
