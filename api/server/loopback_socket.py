@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import tempfile
 
 from aiohttp import web
@@ -74,12 +75,17 @@ def _bind_owner_only(path: str) -> socket.socket:
 
 def _remove_stale(path: str) -> None:
     """A socket file left by a server that died: nobody answers on it."""
-    if not os.path.exists(path):
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
         return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(f"{path} exists and is not a socket: move it away")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
     try:
         probe.connect(path)
-    except OSError:
+    except (ConnectionRefusedError, FileNotFoundError):
         os.unlink(path)
         return
     finally:

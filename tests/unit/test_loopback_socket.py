@@ -77,3 +77,14 @@ async def test_a_data_dir_too_deep_for_a_socket_path_gets_a_private_temp_dir(tmp
         await runner.cleanup()
     remove_loopback_socket(path)
     assert not os.path.exists(os.path.dirname(path))
+
+
+async def test_a_file_that_is_not_a_socket_is_left_alone(tmp_path) -> None:
+    (tmp_path / SOCKET_NAME).write_text("someone's notes")
+    runner = await _runner()
+    try:
+        with pytest.raises(OSError, match="exists and is not a socket"):
+            await serve_loopback_socket(runner, str(tmp_path))
+    finally:
+        await runner.cleanup()
+    assert (tmp_path / SOCKET_NAME).read_text() == "someone's notes"
