@@ -31,8 +31,11 @@ from timonel.api.fileutil import locked, write_atomic
 from timonel.api.tls import (
     KUBELET_CLIENT_CN,
     KUBELET_CLIENT_GROUPS,
+    PKI_EXIT_BAD_INPUT,
+    PKI_EXIT_FAILED,
     IPAddress,
     TLSFiles,
+    agent_serving_files,
     default_sans,
     kubelet_client_files,
     split_sans,
@@ -355,7 +358,7 @@ def ensure_agent_serving_cert(pki_dir: str, node_ip: str, hostname: str) -> tupl
     the API server does not verify it (upstream's default without
     --kubelet-certificate-authority)."""
     os.makedirs(pki_dir, mode=0o700, exist_ok=True)
-    cert_path, key_path = os.path.join(pki_dir, "agent.crt"), os.path.join(pki_dir, "agent.key")
+    cert_path, key_path = agent_serving_files(pki_dir)
     ips = {str(ipaddress.ip_address(i)) for i in ({"127.0.0.1", node_ip} if node_ip else {"127.0.0.1"})}
     names = {hostname.lower(), "localhost"} - {""}
     if _agent_cert_usable(cert_path, key_path, ips, names):
@@ -396,8 +399,6 @@ def _agent_cert_usable(cert_path: str, key_path: str, ips: set[str], names: set[
 USAGE = ("usage: python -m timonel.api.pki apiserver TLS_DIR [SAN...]\n"
          "       python -m timonel.api.pki agent-serving PKI_DIR NODE_IP HOSTNAME\n"
          "       python -m timonel.api.pki sign-csr TLS_DIR CN [GROUP...] < CSR > CERT")
-EXIT_BAD_INPUT = 1  # the request is wrong (a malformed CSR, a bad SAN)
-EXIT_FAILED = 3  # the files are (missing CA, permissions)
 
 
 def main(argv: list[str]) -> int:
@@ -417,10 +418,10 @@ def main(argv: list[str]) -> int:
             return 2
     except ValueError as e:
         print(str(e), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return PKI_EXIT_BAD_INPUT
     except OSError as e:
         print(str(e), file=sys.stderr)
-        return EXIT_FAILED
+        return PKI_EXIT_FAILED
     return 0
 
 

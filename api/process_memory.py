@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,18 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 async def release_free_heap_periodically(interval: float = RELEASE_INTERVAL) -> None:
-    """Run for the life of an idle-heavy process (server, agent, runtime daemon)."""
     while True:
         await asyncio.sleep(interval)
         if not release_free_heap():
             return
+
+
+@contextlib.asynccontextmanager
+async def releasing_free_heap(interval: float = RELEASE_INTERVAL) -> AsyncIterator[None]:
+    """Release free heap every `interval` s while the block runs: the life of an
+    idle-heavy process (server, agent, runtime daemon)."""
+    task = asyncio.create_task(release_free_heap_periodically(interval))
+    try:
+        yield
+    finally:
+        task.cancel()

@@ -10,6 +10,7 @@ so the library's ~10 MB never stays resident in them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -29,6 +30,10 @@ KUBELET_CLIENT_CN = "timonel:apiserver-kubelet-client"
 KUBELET_CLIENT_GROUPS = ["system:masters"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# How a `python -m timonel.api.pki` child ends (its reason on stderr's last line).
+PKI_EXIT_BAD_INPUT = 1  # the request is wrong (a malformed CSR)
+PKI_EXIT_FAILED = 3  # the files are (missing CA, permissions)
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,7 @@ def ensure_apiserver_files(tls_dir: str, sans: list[str]) -> TLSFiles:
     split_sans(sans)  # a bad --tls-san is a ValueError here, before any child
     _pki_child(["apiserver", tls_dir, *sans])
     files = tls_paths(tls_dir)
-    return TLSFiles(files.dir, files.ca_cert, files.ca_key, files.server_cert,
-                    files.server_key, _read(files.ca_cert))
+    return dataclasses.replace(files, ca_pem=_read(files.ca_cert))
 
 
 def kubelet_client_files(tls_dir: str) -> tuple[str, str]:
@@ -80,6 +84,11 @@ def ensure_agent_serving_cert(pki_dir: str, node_ip: str, hostname: str) -> tupl
     in `pki_dir`, made anew by a child process when missing, near expiry or not
     naming `node_ip`/`hostname`."""
     _pki_child(["agent-serving", pki_dir, node_ip, hostname])
+    return agent_serving_files(pki_dir)
+
+
+def agent_serving_files(pki_dir: str) -> tuple[str, str]:
+    """(cert, key) paths of the node agent's serving certificate."""
     return os.path.join(pki_dir, "agent.crt"), os.path.join(pki_dir, "agent.key")
 
 
@@ -108,7 +117,7 @@ def _check_child(args: list[str], code: int, stderr: str) -> None:
     if code == 0:
         return
     reason = lines[-1] if lines else f"exit {code}"
-    if code == 1:  # pki.EXIT_BAD_INPUT
+    if code == PKI_EXIT_BAD_INPUT:
         raise ValueError(reason)
     raise OSError(f"certificates in {args[1]}: {reason}")
 

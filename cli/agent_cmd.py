@@ -159,22 +159,21 @@ def duration_flag(flag: str, value: str) -> float:
 
 
 async def _serve(client: Client, config) -> int:  # type: ignore[no-untyped-def]
-    from timonel.api.process_memory import release_free_heap_periodically
+    from timonel.api.process_memory import releasing_free_heap
     from timonel.node_agent.agent.agent import Agent
 
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(Agent(client, config).run())
-    trimmer = asyncio.create_task(release_free_heap_periodically())
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     print(f"timonel agent for node {config.node_name} running against {client.server}", flush=True)
     try:
-        await task
+        async with releasing_free_heap():
+            await task
     except asyncio.CancelledError:
         pass
     except ConnectionError as e:
         raise Failure("AGENT_API", str(e), "check that the API server is running", EXIT_UNAVAILABLE) from None
     finally:
-        trimmer.cancel()
         await client.close()
     return 0

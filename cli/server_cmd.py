@@ -9,7 +9,7 @@ import os
 import signal
 
 from timonel.api.auth.join import join_token_file
-from timonel.api.process_memory import release_free_heap_periodically
+from timonel.api.process_memory import releasing_free_heap
 from timonel.api.server.run import RunningServer, ServerOptions, StartError, default_data_dir, start
 from timonel.cli.failures import EXIT_UNAVAILABLE, Failure
 
@@ -82,9 +82,8 @@ async def _serve(opts: ServerOptions, *, scheduler: bool = True, controllers: bo
         loop.add_signal_handler(sig, stop.set)
     plane = asyncio.create_task(_control_plane(server, scheduler, controllers)) \
         if scheduler or controllers else None
-    trimmer = asyncio.create_task(release_free_heap_periodically())
-    await stop.wait()
-    trimmer.cancel()
+    async with releasing_free_heap():
+        await stop.wait()
     print("stopping", flush=True)
     if plane is not None:
         plane.cancel()

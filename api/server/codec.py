@@ -10,6 +10,7 @@ from aiohttp import web
 
 from timonel.api import jsonutil
 from timonel.api.errors import ApiError
+from timonel.api.streams import read_at_most
 
 MAX_BODY = 3 * 1024 * 1024  # upstream's limit for a request body
 
@@ -21,26 +22,11 @@ async def read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, f"the request body is larger than {MAX_BODY} bytes",
                        "RequestEntityTooLarge")
-    body = await read_at_most(request, MAX_BODY + 1)
+    body = await read_at_most(request.content, MAX_BODY + 1)
     if len(body) > MAX_BODY:
         raise ApiError(413, f"the request body is larger than {MAX_BODY} bytes",
                        "RequestEntityTooLarge")
     return body
-
-
-async def read_at_most(request: web.Request, limit: int) -> bytes:
-    """The body up to its end or `limit` bytes. One `content.read(n)` returns
-    only what has arrived so far: a body split over several TLS records (kubectl
-    writes headers and body separately) came back cut short."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await request.content.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def content_type(request: web.Request) -> str:

@@ -18,6 +18,7 @@ from timonel.api.auth.join import CA_PATH, CREDENTIALS_PATH, NODES_GROUP, JoinTo
 from timonel.api.errors import ApiError, bad_request
 from timonel.api.jsonutil import loads
 from timonel.api.server import codec
+from timonel.api.streams import read_at_most
 from timonel.api.validation.names import is_dns1123_subdomain
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def add_routes(app: web.Application, tls_dir: str, token: JoinToken | None) -> N
         if request.content_length is not None and request.content_length > MAX_REQUEST:
             raise bad_request("the node credentials request is too large")
         try:
-            body = loads(await codec.read_at_most(request, MAX_REQUEST + 1))
+            body = loads(await read_at_most(request.content, MAX_REQUEST + 1))
         except ValueError as e:
             raise bad_request(f"the node credentials request is not JSON: {e}") from None
         if not isinstance(body, dict):

@@ -116,8 +116,12 @@ async def start(opts: ServerOptions) -> RunningServer:
             raise StartError(f"cannot listen on {opts.bind_address}:{opts.port}: {e.strerror}; "
                              "pick another --port or stop what uses it") from None
         state["runner"], state["app"] = runner, app
-        state["socket"] = await serve_loopback_socket(runner, opts.data_dir)
-        undo.append(lambda: _async(remove_loopback_socket, state["socket"]))
+        state["socket"] = socket_path = await serve_loopback_socket(runner, opts.data_dir)
+
+        async def drop_socket() -> None:
+            remove_loopback_socket(socket_path)
+
+        undo.append(drop_socket)
 
     async def admin_kubeconfig() -> None:
         url = f"https://{client_host(opts.bind_address)}:{opts.port}"
@@ -154,10 +158,6 @@ async def start(opts: ServerOptions) -> RunningServer:
                          token=state["token"], ca_pem=state["tls"].ca_pem,
                          runner=state["runner"], etcd=state.get("etcd"), app=state["app"],
                          socket_path=state["socket"])
-
-
-async def _async(fn: Callable[[str], None], arg: str) -> None:
-    fn(arg)
 
 
 async def _rollback(undo: list[Callable[[], Awaitable[Any]]]) -> None:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
+from timonel.api.streams import read_at_most
+
 from .errors import DigestMismatchError, ImageNotFoundError, InvalidImageError, RegistryError
 from .manifests import (
     ACCEPT_MANIFESTS,
@@ -239,13 +241,7 @@ class RegistryClient:
                 raise ImageNotFoundError(f"{what} not found in registry {ref.domain}: {err}")
             if resp.status != 200:
                 raise await self.error(resp, f"fetching {what}")
-            # One read(n) returns what has arrived so far, not n bytes.
-            data = b""
-            while len(data) <= _MAX_MANIFEST:
-                chunk = await resp.content.read(_MAX_MANIFEST + 1 - len(data))
-                if not chunk:
-                    break
-                data += chunk
+            data = await read_at_most(resp.content, _MAX_MANIFEST + 1)
             if len(data) > _MAX_MANIFEST:
                 raise InvalidImageError(f"{what}: manifest larger than {_MAX_MANIFEST} bytes")
             content_type = resp.headers.get("Content-Type", "")

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from timonel.api.process_memory import release_free_heap_periodically
+from timonel.api.process_memory import releasing_free_heap
 
 from ..api import runtime_pb2_grpc as pb_grpc
 from ..cgroups import Cgroups
@@ -94,9 +94,8 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
         log.info("socket=%s pod_cidr=%s root=%s msg=serving", opts.socket, opts.pod_cidr, opts.root)
         if on_ready is not None:
             on_ready(rt)
-        trimmer = asyncio.create_task(release_free_heap_periodically())
-        await stop.wait()
-        trimmer.cancel()
+        async with releasing_free_heap():
+            await stop.wait()
         log.info("msg=stopping; containers keep running")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
