@@ -145,9 +145,11 @@ def run_cluster(base: Path, agent_args: list[str] | None = None) -> Iterator[Clu
             assert agent is not None and agent.proc is not None
             assert agent.proc.poll() is None, f"agent exited:\n{agent.log_tail()}"
             node = c.get(f"/api/v1/nodes/{name}")
-            return bool(node and any(c["type"] == "Ready" and c["status"] == "True"
-                                     for c in node["status"].get("conditions", [])))
-        wait_for("the node to be Ready", ready, timeout=120)
+            # The agent writes the Ready status, then creates its Lease: wait for both.
+            lease = c.get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}")
+            return bool(node and lease and any(c["type"] == "Ready" and c["status"] == "True"
+                                               for c in node["status"].get("conditions", [])))
+        wait_for("the node to be Ready and its Lease created", ready, timeout=120)
         yield cluster
     finally:
         if agent is not None:
