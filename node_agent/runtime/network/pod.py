@@ -10,18 +10,19 @@ to repeat after a crash half-way and teardown safe to repeat at all.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from . import ipam
-from ._netlink import NetlinkError, get_link, ignore_missing, iproute, link_kind, set_ipv4_addr
+from ._netlink import NetlinkError, ignore_missing, iproute
 from .bridge import ensure_bridge_with
 from .config import NetworkConfig, NetworkError
 from .netns import is_netns, set_loopback_up
 from .nsrun import join_netns, run_in_netns
+from .rtnl import Link, Rtnl
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +95,43 @@ def teardown_pod_network(
 def _setup(netns_path: str, pod_id: str, config: NetworkConfig, interface: str, ip: str) -> PodNetwork:
     host_name = host_veth_name(pod_id)
     gateway = str(config.gateway)
-    with iproute() as node:
-        br = ensure_bridge_with(node, config)
+    with Rtnl() as node:
+        bridge_index, mtu = _bridge(node, config)
         join_netns(netns_path)
-        with iproute() as pod:
-            host, peer = _ensure_veth_pair(node, pod, host_name, interface, netns_path)
-            pod.link("set", index=peer["index"], mtu=br.mtu, state="up")
-            set_ipv4_addr(pod, peer["index"], ip, config.prefix)
+        with Rtnl() as pod:
+            host, peer = _ensure_veth_pair(node, pod, host_name, interface, netns_path, mtu)
+            pod.set_link(peer.index, mtu=mtu)
+            _set_only_addr(pod, peer.index, ip, config.prefix)
             set_loopback_up()
-            pod.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=peer["index"])
-            node.link("set", index=host["index"], master=br.index, mtu=br.mtu, state="up")
+            pod.replace_default_route(gateway, peer.index)
+            node.set_link(host.index, mtu=mtu, master=bridge_index)
             if config.hairpin:
                 # Lets a pod reach itself through a Service address (DNAT back to itself).
-                node.brport("set", index=host["index"], mode=1)
+                node.set_hairpin(host.index)
     return PodNetwork(
         ip=ip, gateway=gateway, prefix=config.prefix, interface=interface,
-        host_veth=host_name, mtu=br.mtu,
+        host_veth=host_name, mtu=mtu,
     )
 
 
-def _ensure_veth_pair(node: Any, pod: Any, host_name: str, interface: str, netns_path: str) -> tuple[Any, Any]:
-    host = get_link(node, host_name)
-    peer = get_link(pod, interface)
+def _bridge(node: Rtnl, config: NetworkConfig) -> tuple[int, int]:
+    """The bridge's index and MTU; the full check (pyroute2) only when it is not an up bridge.
+
+    Node set-up made it and gave it its address and MTU; re-asserting all that for
+    every pod cost more than the rest of the pod's network together.
+    """
+    br = node.link(config.bridge)
+    if br is not None and br.kind == "bridge" and br.up and (config.mtu is None or br.mtu == config.mtu):
+        return br.index, br.mtu
+    with iproute() as ipr:
+        full = ensure_bridge_with(ipr, config)
+    return full.index, full.mtu
+
+
+def _ensure_veth_pair(node: Rtnl, pod: Rtnl, host_name: str, interface: str, netns_path: str,
+                      mtu: int) -> tuple[Link, Link]:
+    host = node.link(host_name)
+    peer = pod.link(interface)
     if host is not None and peer is not None and _paired(host, peer):
         return host, peer
     # Leftovers of an older attempt whose other end is gone or elsewhere.
@@ -125,44 +141,53 @@ def _ensure_veth_pair(node: Any, pod: Any, host_name: str, interface: str, netns
         _delete(pod, peer)
     fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        node.link("add", ifname=host_name, kind="veth", peer={"ifname": interface, "net_ns_fd": fd})
+        node.add_veth(host_name, interface, fd, mtu)
     finally:
         os.close(fd)
-    host = get_link(node, host_name)
-    peer = get_link(pod, interface)
+    host = node.link(host_name)
+    peer = pod.link(interface)
     if host is None or peer is None:
         raise NetworkError(f"veth pair {host_name}/{interface} vanished right after it was created")
     return host, peer
 
 
-def _paired(host: Any, peer: Any) -> bool:
-    return (
-        link_kind(host) == "veth"
-        and link_kind(peer) == "veth"
-        and host.get("IFLA_LINK") == peer["index"]
-        and peer.get("IFLA_LINK") == host["index"]
-    )
+def _paired(host: Link, peer: Link) -> bool:
+    return host.kind == "veth" and peer.kind == "veth" and host.peer_index == peer.index \
+        and peer.peer_index == host.index
+
+
+def _set_only_addr(rtnl: Rtnl, index: int, address: str, prefix: int) -> None:
+    have = rtnl.ipv4_addrs(index)
+    for a, p in have:
+        if (a, p) != (address, prefix):
+            try:
+                rtnl.change_ipv4_addr(index, a, p, add=False)
+            except NetlinkError as e:
+                if e.code != errno.EADDRNOTAVAIL:  # removed concurrently
+                    raise
+    if (address, prefix) not in have:
+        rtnl.change_ipv4_addr(index, address, prefix)
 
 
 def _teardown(pod_id: str, netns_path: str | None, interface: str) -> None:
-    with iproute() as node:
-        host = get_link(node, host_veth_name(pod_id))
-        if host is not None and link_kind(host) == "veth":
+    with Rtnl() as node:
+        host = node.link(host_veth_name(pod_id))
+        if host is not None and host.kind == "veth":
             _delete(node, host)
     if netns_path and is_netns(netns_path):
         try:
             join_netns(netns_path)
         except FileNotFoundError:  # deleted meanwhile: its interfaces go with it
             return
-        with iproute() as pod:
-            peer = get_link(pod, interface)
-            if peer is not None and link_kind(peer) == "veth":
+        with Rtnl() as pod:
+            peer = pod.link(interface)
+            if peer is not None and peer.kind == "veth":
                 _delete(pod, peer)
 
 
-def _delete(ipr: Any, link: Any) -> None:
+def _delete(rtnl: Rtnl, link: Link) -> None:
     try:
-        ipr.link("del", index=link["index"])
+        rtnl.delete_link(link.index)
     except NetlinkError as e:
         if not ignore_missing(e):
             raise
