@@ -20,7 +20,6 @@ from typing import Any
 
 from .cgroups import Cgroups, Resources
 from .container import namespaces
-from .container.forkserver import ForkServer
 from .container.spec import ContainerSpec, SpecError
 from .container.state import read_json, write_json
 from .linux import SyscallsLike
@@ -61,11 +60,10 @@ class SandboxStatus:
 
 
 class SandboxManager:
-    def __init__(self, root: str, cgroups: Cgroups, forkserver: ForkServer, sys: SyscallsLike):
+    def __init__(self, root: str, cgroups: Cgroups, sys: SyscallsLike):
         self.dir = os.path.join(root, "sandboxes")
         os.makedirs(self.dir, exist_ok=True)
         self.cgroups = cgroups
-        self.forkserver = forkserver
         self.sys = sys
 
     def state_dir(self, sid: str) -> str:
@@ -97,7 +95,7 @@ class SandboxManager:
         try:
             write_json(os.path.join(d, "sandbox.json"), record)
             self.cgroups.create(cgroup, spec.resources)
-            self.forkserver.call("namespaces", {"kinds": kinds, "paths": paths, "hostname": spec.hostname})
+            namespaces.create_in_thread(self.sys, kinds, paths, spec.hostname)
         except BaseException:
             self._release(d, record)
             raise

@@ -6,7 +6,7 @@ The runtime service starts the fork server first, before any thread:
     cgroups = detect()                                  # cgroup v1 or v2
     forkserver = start_fork_server(sys, cgroups)
     containers = ContainerManager(root, cgroups, forkserver, sys)
-    sandboxes = SandboxManager(root, cgroups, forkserver, sys)   # ..sandbox
+    sandboxes = SandboxManager(root, cgroups, sys)   # ..sandbox
 
 then, per CRI call:
 

@@ -1,4 +1,4 @@
-"""The operations the fork server performs: shim, exec, namespaces, janitor."""
+"""The operations the fork server performs: shim, exec, janitor."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from ..cgroups import Cgroups
 from ..linux import SyscallsLike
 from . import exec as exec_
-from . import janitor, namespaces, shim
+from . import janitor, shim
 from .forkserver import ForkServer, ForkServerError, Handler, fork_child, pidfd
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,7 @@ def handlers(sys: SyscallsLike, cgroups: Cgroups, spares: Spares | None = None) 
         pid = fork_child(lambda: janitor.main(sys, fds[0]), set(fds))
         return {"pid": pid}, [pidfd(pid)]
 
-    return {"shim": start_shim, "exec": start_exec, "namespaces": namespaces.handler(sys),
-            "janitor": start_janitor}
+    return {"shim": start_shim, "exec": start_exec, "janitor": start_janitor}
 
 
 def start_fork_server(sys: SyscallsLike, cgroups: Cgroups, spare_shims: bool = True) -> ForkServer:

@@ -34,7 +34,7 @@ class Runtime:
         self.records = Records(opts.root)
         self.containers = ContainerManager(opts.root, cgroups, forkserver, sys,
                                            force_copy_rootfs=opts.force_copy_rootfs)
-        self.sandboxes = SandboxManager(opts.root, cgroups, forkserver, sys)
+        self.sandboxes = SandboxManager(opts.root, cgroups, sys)
         self.images = ImageService(os.path.join(opts.root, "images"),
                                    insecure_registries=opts.insecure_registries,
                                    in_use=self.records.image_ids_in_use)

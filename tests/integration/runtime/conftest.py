@@ -78,7 +78,7 @@ class Runtime:
         self.forkserver.close()
         self.forkserver = start_fork_server(self.sys, self.cgroups)
         self.containers = ContainerManager(self.root, self.cgroups, self.forkserver, self.sys)
-        self.sandboxes = SandboxManager(self.root, self.cgroups, self.forkserver, self.sys)
+        self.sandboxes = SandboxManager(self.root, self.cgroups, self.sys)
 
 
 def log_text(path: str) -> str:
@@ -97,7 +97,7 @@ def rt(busybox_layer: str, tmp_path: Path) -> Iterator[Runtime]:
     root = str(tmp_path / "runtime")
     parent = f"timonel-test/{uuid.uuid4().hex[:12]}"
     r = Runtime(root, sysc, cgroups, forkserver, ContainerManager(root, cgroups, forkserver, sysc),
-                SandboxManager(root, cgroups, forkserver, sysc), parent, busybox_layer)
+                SandboxManager(root, cgroups, sysc), parent, busybox_layer)
     try:
         yield r
     finally:

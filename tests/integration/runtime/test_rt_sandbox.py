@@ -8,6 +8,7 @@ import time
 import pytest
 
 from timonel.node_agent.runtime.cgroups import Resources
+from timonel.node_agent.runtime.container import namespaces
 from timonel.node_agent.runtime.sandbox import SandboxError, SandboxSpec
 
 from .conftest import Runtime, needs_root
@@ -60,7 +61,7 @@ def test_pod_cgroup_limits_apply_to_its_containers(rt: Runtime) -> None:
 def test_existing_netns_is_used_and_not_owned(rt: Runtime, tmp_path: str) -> None:
     netns = os.path.join(rt.root, "given-netns")
     os.makedirs(rt.root, exist_ok=True)
-    rt.forkserver.call("namespaces", {"kinds": ["net"], "paths": {"net": netns}, "hostname": None})
+    namespaces.create_in_thread(rt.sys, ["net"], {"net": netns}, None)
     try:
         sb = rt.sandboxes.create(SandboxSpec(id="pod-c", cgroup_parent=rt.cgroup_parent, netns_path=netns))
         assert sb.namespaces["net"] == netns
