@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from typing import Any
 
 from ..linux import SyscallsLike
 from ..linux.constants import MNT_DETACH, MS_BIND, NAMESPACE_FLAGS
