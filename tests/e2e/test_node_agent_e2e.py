@@ -263,7 +263,8 @@ def _traces(cluster: UpCluster, uid: str, sandbox: str, containers: list[str]) -
     for key in (sandbox, *containers):
         found += [f"cgroup: {p}" for p in glob.glob(f"/sys/fs/cgroup/**/{key}", recursive=True)]
         found += [f"runtime state: {p}" for p in glob.glob(f"{cluster.data_dir}/runtime/*/{key}*")]
-    found += [f"netns: {p}" for p in glob.glob(f"{cluster.data_dir}/runtime/netns/*{sandbox}*")]
+        found += [f"runtime state: {p}" for p in glob.glob(f"{cluster.data_dir}/runtime/run/*/{key}*")]
+    found += [f"netns: {p}" for p in glob.glob(f"{cluster.data_dir}/runtime/run/netns/*{sandbox}*")]
     found += [f"pod dir: {p}" for p in glob.glob(f"{cluster.data_dir}/agent/pods/{uid}")]
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     veth = host_veth_name(sandbox)

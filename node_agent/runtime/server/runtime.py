@@ -19,6 +19,7 @@ from ..linux import SyscallsLike
 from ..network import NetworkConfig, NetworkError, setup_node_network
 from ..sandbox import READY as SANDBOX_READY
 from ..sandbox import SandboxError, SandboxManager
+from ..statefs import state_dir
 from .errors import Unavailable
 from .options import RuntimeOptions
 from .records import READY, Records, SandboxRecord
@@ -31,17 +32,19 @@ class Runtime:
         self.sys = sys
         self.cgroups = cgroups
         os.makedirs(opts.root, mode=0o711, exist_ok=True)
-        self.records = Records(opts.root)
+        # Volatile state (see statefs); serve() mounts a tmpfs there first.
+        self.state_dir = state_dir(opts.root)
+        self.records = Records(self.state_dir)
         self.containers = ContainerManager(opts.root, cgroups, forkserver, sys,
                                            force_copy_rootfs=opts.force_copy_rootfs)
-        self.sandboxes = SandboxManager(opts.root, cgroups, sys)
+        self.sandboxes = SandboxManager(self.state_dir, cgroups, sys)
         self.images = ImageService(os.path.join(opts.root, "images"),
                                    insecure_registries=opts.insecure_registries,
                                    in_use=self.records.image_ids_in_use)
-        self.network = NetworkConfig(pod_cidr=opts.pod_cidr, state_dir=os.path.join(opts.root, "network"),
+        self.network = NetworkConfig(pod_cidr=opts.pod_cidr, state_dir=os.path.join(self.state_dir, "network"),
                                      bridge=opts.bridge, node_netns=opts.node_netns,
                                      cluster_cidrs=opts.cluster_cidrs)
-        self.netns_dir = os.path.join(opts.root, "netns")
+        self.netns_dir = os.path.join(self.state_dir, "netns")
         self.network_error = "not set up yet"
         self.stopping = threading.Event()  # set when the daemon stops: long waits give up
         self._image_configs: dict[str, dict[str, Any]] = {}

@@ -24,7 +24,8 @@ from ..api import runtime_pb2_grpc as pb_grpc
 from ..cgroups import Cgroups
 from ..container.forkserver import ForkServer
 from ..linux import SyscallsLike
-from ..network import release_netns_dir
+from ..network import list_netns, release_netns_dir
+from ..statefs import mount_state, release_state
 from .options import RuntimeOptions
 from .recovery import recover
 from .runtime import Runtime
@@ -70,6 +71,8 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
     stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    os.makedirs(opts.root, mode=0o711, exist_ok=True)
+    mount_state(sys, opts.root)
     rt = Runtime(opts, sys, cgroups, forkserver)
     server = None
     try:
@@ -108,5 +111,8 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
         await rt.images.close()
         rt.close()
         release_netns_dir(rt.netns_dir)  # only when no pod namespace is left in it
+        with rt.records.lock:
+            in_use = bool(rt.records.sandboxes or rt.records.containers)
+        release_state(sys, opts.root, in_use or bool(list_netns(rt.netns_dir)))
         waits.shutdown(wait=False, cancel_futures=True)
         ops.shutdown(wait=False, cancel_futures=True)

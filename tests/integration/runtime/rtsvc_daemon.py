@@ -27,12 +27,14 @@ import pytest
 from timonel.node_agent.runtime.api import runtime_pb2 as pb
 from timonel.node_agent.runtime.cgroups import Cgroups, detect
 from timonel.node_agent.runtime.client import RuntimeClient
+from timonel.node_agent.runtime.linux import Syscalls
 from timonel.node_agent.runtime.network import (
     create_netns,
     delete_netns,
     list_netns,
     release_netns_dir,
 )
+from timonel.node_agent.runtime.statefs import release_state, state_dir
 
 REPO = Path(__file__).resolve().parents[3]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the runtime daemon creates namespaces, "
@@ -128,7 +130,8 @@ class Daemon:
         for path in cgroups.dirs(parent.split("/")[0]):  # the shared base, once no daemon uses it
             with contextlib.suppress(OSError):
                 os.rmdir(path)
-        release_netns_dir(os.path.join(self.root, "netns"))
+        release_netns_dir(os.path.join(state_dir(self.root), "netns"))
+        release_state(Syscalls(), self.root, in_use=False)
         for name in list_netns(self.netns_dir):
             delete_netns(name, self.netns_dir)
         release_netns_dir(self.netns_dir)

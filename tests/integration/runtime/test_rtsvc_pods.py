@@ -20,6 +20,7 @@ from timonel.node_agent.runtime.cgroups import detect
 from timonel.node_agent.runtime.client import RuntimeClient
 from timonel.node_agent.runtime.network import host_veth_name, run_in_netns
 from timonel.node_agent.runtime.network.iptables import dumps_with_rules
+from timonel.node_agent.runtime.statefs import state_dir
 
 from .rtsvc_daemon import (
     POD_CIDR,
@@ -192,10 +193,10 @@ def test_remove_pod_sandbox_leaves_nothing(daemon: tuple[Daemon, RuntimeClient])
         mounts = f.read()
     assert sid not in mounts and cid not in mounts
     assert not cgroups.exists(pod_cgroup)
-    assert not os.path.exists(os.path.join(d.root, "netns", sid))
+    assert not os.path.exists(os.path.join(state_dir(d.root), "netns", sid))
     assert not os.path.exists(shim_dir)
-    assert not any(sid in p.name for p in Path(d.root, "network", "ipam").iterdir())
-    assert not any(sid in p.read_text() for p in Path(d.root, "network", "ipam").iterdir() if p.is_file())
+    assert not any(sid in p.name for p in Path(state_dir(d.root), "network", "ipam").iterdir())
+    assert not any(sid in p.read_text() for p in Path(state_dir(d.root), "network", "ipam").iterdir() if p.is_file())
     assert [p for p in pids if alive(p)] == []
     assert processes_in_cgroups_with(sid) == []
     # The exec stream ends: 137 if its helper reported the kill, 255 if it was killed first.

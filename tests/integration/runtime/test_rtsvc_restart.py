@@ -25,6 +25,7 @@ from timonel.node_agent.runtime.network import (
     list_netns,
     run_in_netns,
 )
+from timonel.node_agent.runtime.statefs import state_dir
 
 from .rtsvc_daemon import (
     POD_CIDR,
@@ -114,21 +115,22 @@ def test_start_cleans_up_what_a_crash_left(daemon: Daemon) -> None:
 
     # What a crash in the middle of RunPodSandbox and CreateContainer looks like:
     root = Path(daemon.root)
-    record = root / "cri" / "sandboxes" / f"{half_sid}.json"
+    state = Path(state_dir(daemon.root))
+    record = state / "cri" / "sandboxes" / f"{half_sid}.json"
     data = json.loads(record.read_text())
     data["phase"] = "creating"
     record.write_text(json.dumps(data))
     (root / "containers" / "deadbeef").mkdir()  # a create that died before writing its spec
-    network_state = str(root / "network")
+    network_state = str(state / "network")
     ipam.allocate(network_state, POD_CIDR, "ghost-pod")  # an address of a pod that is gone
-    create_netns("ghost-pod", str(root / "netns"))  # and its namespace
+    create_netns("ghost-pod", str(state / "netns"))  # and its namespace
 
     c = daemon.start()
     assert [s.id for s in c.list_sandboxes()] == [keep_sid]
     assert [x.id for x in c.list_containers()] == [keep["main"]]
     assert not alive(half_pid)
     assert sorted(a.pod_id for a in ipam.list_allocations(network_state)) == [keep_sid]
-    assert list_netns(str(root / "netns")) == [keep_sid]
+    assert list_netns(str(state / "netns")) == [keep_sid]
     assert not (root / "containers" / "deadbeef").exists()
     assert host_veth_name(half_sid) not in node_links(daemon)
     assert host_veth_name(keep_sid) in node_links(daemon)
