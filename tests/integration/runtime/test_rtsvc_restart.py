@@ -25,7 +25,7 @@ from timonel.node_agent.runtime.network import (
     list_netns,
     run_in_netns,
 )
-from timonel.node_agent.runtime.statefs import state_dir
+from timonel.node_agent.runtime.statefs import state_dir, tmpfs_mounted_at
 
 from .rtsvc_daemon import (
     POD_CIDR,
@@ -85,6 +85,7 @@ def test_containers_outlive_the_daemon_and_are_adopted(daemon: Daemon, how: int)
         pending.result(timeout=30)
     waiter.close()
     assert alive(pid)  # the container does not depend on the daemon
+    assert tmpfs_mounted_at(state_dir(daemon.root))  # its records stay for the next daemon
     c = daemon.start()
     after = {x.id: x for x in c.list_containers()}
     assert after.keys() == before.keys() and after[ids["web"]].state == pb.CONTAINER_RUNNING
@@ -102,6 +103,21 @@ def test_containers_outlive_the_daemon_and_are_adopted(daemon: Daemon, how: int)
     c.remove_sandbox(sid)
     assert c.list_sandboxes() == []
     c.close()
+
+
+def test_state_is_on_a_tmpfs_that_goes_with_the_last_pod(daemon: Daemon) -> None:
+    state = state_dir(daemon.root)
+    assert tmpfs_mounted_at(state)
+    c = RuntimeClient(daemon.socket)
+    sid, _ = run_pod(c, "brief", {"main": ["sleep", "1000"]})
+    assert os.path.exists(os.path.join(state, "cri", "sandboxes", f"{sid}.json"))
+    c.stop_sandbox(sid)
+    c.remove_sandbox(sid)
+    c.close()
+    assert daemon.stop() == 0
+    assert not tmpfs_mounted_at(state)  # nothing left to remember: not even the mount
+    assert daemon.start().list_sandboxes() == []
+    assert tmpfs_mounted_at(state)
 
 
 def test_start_cleans_up_what_a_crash_left(daemon: Daemon) -> None:
