@@ -1,8 +1,9 @@
 """The runtime's volatile state on a tmpfs of its own: `<root>/run`.
 
 What lives only as long as the containers do (CRI records, sandbox
-namespace files, IPAM records, the network namespace files) is kept apart
-from what must outlast a reboot (images, layers, containers' writable
+namespace files, IPAM records, the network namespace files, each
+container's JSON state, fifo, /etc files and rootfs mount point) is kept
+apart from what must stay on disk (images, layers, containers' writable
 layers), like containerd's /run/containerd next to /var/lib/containerd.
 Every pod start creates and rewrites some twenty of these small files; on
 ext4 each new inode after a burst of deletions (a rewrite replaces one)

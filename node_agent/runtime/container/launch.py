@@ -59,8 +59,14 @@ def etc_files(spec: ContainerSpec, state_dir: str) -> dict[str, str]:
 
 def build(spec: ContainerSpec, state_dir: str, cgroup: str, procs_files: list[str],
           force_copy: bool = False,
-          cgroup_mounts: tuple[list[list[str]], dict[str, str]] = ([], {})) -> tuple[dict[str, Any], int]:
-    """The launch plan (JSON-able) and the capability mask it keeps."""
+          cgroup_mounts: tuple[list[list[str]], dict[str, str]] = ([], {}),
+          layer_dir: str | None = None) -> tuple[dict[str, Any], int]:
+    """The launch plan (JSON-able) and the capability mask it keeps.
+
+    The writable layer (overlay upper and work dirs, or the copy of the image) is
+    in `layer_dir`, on disk; the rest in `state_dir`, which may be a tmpfs.
+    """
+    layer_dir = layer_dir or state_dir
     if not spec.hostname and "uts" not in spec.namespaces:
         # Its own UTS namespace starts as a copy of the host's name: never show that.
         spec.hostname = spec.id[:63]
@@ -71,9 +77,9 @@ def build(spec: ContainerSpec, state_dir: str, cgroup: str, procs_files: list[st
     plan = RootfsPlan(
         root=os.path.join(state_dir, "rootfs"),
         layers=list(spec.rootfs_layers),
-        upper=os.path.join(state_dir, "upper"),
-        work=os.path.join(state_dir, "work"),
-        copy_dir=os.path.join(state_dir, "rootfs-copy"),
+        upper=os.path.join(layer_dir, "upper"),
+        work=os.path.join(layer_dir, "work"),
+        copy_dir=os.path.join(layer_dir, "rootfs-copy"),
         mounts=list(spec.mounts),
         etc_files=etc_files(spec, state_dir),
         privileged=spec.privileged,

@@ -62,10 +62,14 @@ class ContainerStats:
 
 class ContainerManager:
     def __init__(self, root: str, cgroups: Cgroups, forkserver: ForkServer, sys: SyscallsLike,
-                 force_copy_rootfs: bool = False, create_timeout: float = 120.0):
+                 force_copy_rootfs: bool = False, create_timeout: float = 120.0, state_root: str | None = None):
+        """Containers' writable layers go under `root`; their state (JSON files, fifo, /etc
+        files, rootfs mount point) under `state_root` when given (the runtime's tmpfs)."""
         self.root = root
-        self.dir = os.path.join(root, "containers")
+        self.dir = os.path.join(state_root or root, "containers")
+        self.layers = os.path.join(root, "containers")
         os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(self.layers, exist_ok=True)
         self.cgroups = cgroups
         self.forkserver = forkserver
         self.sys = sys
@@ -78,15 +82,24 @@ class ContainerManager:
         self._guard = threading.Lock()
         self._primed_at = -1.0
         # Removed state dirs are renamed here and deleted by the janitor (see janitor.py).
-        self.trash = os.path.join(root, "trash")
-        os.makedirs(self.trash, exist_ok=True)
+        self.trash = os.path.join(state_root or root, "trash")
+        self.layer_trash = os.path.join(root, "trash")
         self.janitor = Janitor(forkserver)
-        for name in os.listdir(self.trash):  # left by a runtime that died mid-removal
-            self.janitor.discard(os.path.join(self.trash, name))
+        for trash in {self.trash, self.layer_trash}:
+            os.makedirs(trash, exist_ok=True)
+            for name in os.listdir(trash):  # left by a runtime that died mid-removal
+                self.janitor.discard(os.path.join(trash, name))
+        if self.layers != self.dir:
+            for name in set(os.listdir(self.layers)) - set(os.listdir(self.dir)):
+                self._discard(os.path.join(self.layers, name), self.layer_trash, name, {})  # its state is gone
 
     # -- helpers --
     def state_dir(self, cid: str) -> str:
         return os.path.join(self.dir, cid)
+
+    def layer_dir(self, cid: str) -> str:
+        """The container's writable layer: the state dir itself unless a state root was given."""
+        return os.path.join(self.layers, cid)
 
     def _lock(self, cid: str) -> threading.Lock:
         with self._guard:
@@ -167,8 +180,9 @@ class ContainerManager:
             d = self.state_dir(spec.id)
             if os.path.exists(d):
                 raise ContainerError(f"container {spec.id} already exists; remove it first or pick another id")
-            for sub in ("", "upper", "work", "rootfs"):
-                os.makedirs(os.path.join(d, sub), exist_ok=True)
+            os.makedirs(os.path.join(d, "rootfs"), exist_ok=True)
+            for sub in ("upper", "work"):
+                os.makedirs(os.path.join(self.layer_dir(spec.id), sub), exist_ok=True)
             cgroup = f"{spec.cgroup_parent.strip('/')}/{spec.id}"
             try:
                 self._create(spec, d, cgroup)
@@ -180,7 +194,7 @@ class ContainerManager:
     def _create(self, spec: ContainerSpec, d: str, cgroup: str) -> None:
         self.cgroups.create(cgroup, spec.resources)
         plan, caps = launch_mod.build(spec, d, cgroup, self.cgroups.procs_files(cgroup), self.force_copy_rootfs,
-                                      self.cgroups.mount_specs())
+                                      self.cgroups.mount_specs(), self.layer_dir(spec.id))
         if spec.log_path:
             os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
         bpf = seccomp.compile_for(spec.seccomp, caps, spec.privileged)
@@ -302,8 +316,12 @@ class ContainerManager:
             os.close(exited)
         if self.cgroups.exists(cgroup):
             self.cgroups.remove(cgroup)
-        d = self.state_dir(cid)
-        doomed = os.path.join(self.trash, f"{cid}.{time.monotonic_ns()}")
+        if self.layers != self.dir:
+            self._discard(self.layer_dir(cid), self.layer_trash, cid, shim)
+        self._discard(self.state_dir(cid), self.trash, cid, shim)
+
+    def _discard(self, d: str, trash: str, cid: str, shim: dict) -> None:
+        doomed = os.path.join(trash, f"{cid}.{time.monotonic_ns()}")
         try:
             os.rename(d, doomed)  # the id is free again at once
         except FileNotFoundError:

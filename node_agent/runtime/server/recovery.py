@@ -58,6 +58,7 @@ def recover(rt: Runtime) -> dict[str, int]:
         if name not in statuses:
             log.info("container=%s msg=removing the state dir of an unfinished create", name)
             shutil.rmtree(rt.containers.state_dir(name), ignore_errors=True)
+            shutil.rmtree(rt.containers.layer_dir(name), ignore_errors=True)
 
     live_net = {r.id for r in rt.records.sandboxes.values() if r.ip is not None}
     if rt.network_ready:

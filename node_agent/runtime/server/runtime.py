@@ -36,7 +36,7 @@ class Runtime:
         self.state_dir = state_dir(opts.root)
         self.records = Records(self.state_dir)
         self.containers = ContainerManager(opts.root, cgroups, forkserver, sys,
-                                           force_copy_rootfs=opts.force_copy_rootfs)
+                                           force_copy_rootfs=opts.force_copy_rootfs, state_root=self.state_dir)
         self.sandboxes = SandboxManager(self.state_dir, cgroups, sys)
         self.images = ImageService(os.path.join(opts.root, "images"),
                                    insecure_registries=opts.insecure_registries,

@@ -136,7 +136,9 @@ def test_start_cleans_up_what_a_crash_left(daemon: Daemon) -> None:
     data = json.loads(record.read_text())
     data["phase"] = "creating"
     record.write_text(json.dumps(data))
-    (root / "containers" / "deadbeef").mkdir()  # a create that died before writing its spec
+    (state / "containers" / "deadbeef").mkdir()  # a create that died before writing its spec
+    (root / "containers" / "deadbeef").mkdir()  # and its writable layer
+    (root / "containers" / "orphan").mkdir()  # a layer whose state is gone (a reboot cleared the tmpfs)
     network_state = str(state / "network")
     ipam.allocate(network_state, POD_CIDR, "ghost-pod")  # an address of a pod that is gone
     create_netns("ghost-pod", str(state / "netns"))  # and its namespace
@@ -147,7 +149,12 @@ def test_start_cleans_up_what_a_crash_left(daemon: Daemon) -> None:
     assert not alive(half_pid)
     assert sorted(a.pod_id for a in ipam.list_allocations(network_state)) == [keep_sid]
     assert list_netns(str(state / "netns")) == [keep_sid]
+    assert not (state / "containers" / "deadbeef").exists()
     assert not (root / "containers" / "deadbeef").exists()
+    deadline = time.monotonic() + 10  # the janitor deletes it in the background
+    while (root / "trash").exists() and any((root / "trash").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (root / "containers" / "orphan").exists() and not any((root / "trash").iterdir())
     assert host_veth_name(half_sid) not in node_links(daemon)
     assert host_veth_name(keep_sid) in node_links(daemon)
     assert not detect().exists(f"{daemon.cgroup_parent}/{half_sid}")
