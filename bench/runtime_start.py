@@ -99,6 +99,7 @@ from timonel.node_agent.runtime.container import (
 )
 from timonel.node_agent.runtime.container.spec import SECCOMP_UNCONFINED
 from timonel.node_agent.runtime.linux import Syscalls
+from timonel.node_agent.runtime.statefs import mount_state, release_state
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "timonel (Python, no spare)"
@@ -214,7 +215,10 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
     config = pb.ContainerConfig(
         metadata=pb.ContainerMetadata(name="true"), image=pb.ImageSpec(image="busybox"), command=["/bin/true"],
         linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(no_new_privs=True)))
-    manager = ContainerManager(str(tmp / "python"), cgroups, forkserver, sysc)  # type: ignore[arg-type]
+    # State on a tmpfs, as the daemon keeps it (statefs); the writable layers on disk.
+    state = mount_state(sysc, str(tmp / "python"))
+    manager = ContainerManager(str(tmp / "python"), cgroups, forkserver, sysc,  # type: ignore[arg-type]
+                               state_root=state)
     managers = [manager]
     attempt = iter(range(1 << 30))
     steps: dict[str, list[list[float]]] = {"timonel (gRPC API)": [], "timonel (Python API)": []}
@@ -290,6 +294,7 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
         client.close()
         for m in managers:
             m.close()
+        release_state(sysc, str(tmp / "python"), in_use=False)
     report(samples, args.runs, notes)
     report_steps(steps, round_trips)
     return 0
