@@ -99,7 +99,6 @@ from timonel.node_agent.runtime.container import (
 )
 from timonel.node_agent.runtime.container.spec import SECCOMP_UNCONFINED
 from timonel.node_agent.runtime.linux import Syscalls
-from timonel.node_agent.runtime.statefs import mount_state, release_state
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "timonel (Python, no spare)"
@@ -216,7 +215,9 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
         metadata=pb.ContainerMetadata(name="true"), image=pb.ImageSpec(image="busybox"), command=["/bin/true"],
         linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(no_new_privs=True)))
     # State on a tmpfs, as the daemon keeps it (statefs); the writable layers on disk.
-    state = mount_state(sysc, str(tmp / "python"))
+    # /dev/shm, not a mount of our own: this process may be in a private mount namespace
+    # (hide_v2_controllers) that the fork server, in the host's, would not see.
+    state = tempfile.mkdtemp(prefix="timonel-bench-state-", dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp)
     manager = ContainerManager(str(tmp / "python"), cgroups, forkserver, sysc,  # type: ignore[arg-type]
                                state_root=state)
     managers = [manager]
@@ -294,7 +295,7 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
         client.close()
         for m in managers:
             m.close()
-        release_state(sysc, str(tmp / "python"), in_use=False)
+        shutil.rmtree(state, ignore_errors=True)
     report(samples, args.runs, notes)
     report_steps(steps, round_trips)
     return 0
