@@ -34,9 +34,9 @@ def state_dir(root: str) -> str:
     return os.path.join(root, STATE_SUBDIR)
 
 
-def tmpfs_mounted_at(path: str) -> bool:
+def tmpfs_mounted_at(path: str, mountinfo: str = "/proc/self/mountinfo") -> bool:
     real = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
+    with open(mountinfo) as f:
         for line in f:
             fields = line.split()
             sep = fields.index("-")
@@ -49,7 +49,7 @@ def mount_state(sys: SyscallsLike, root: str) -> str:
     """Make `<root>/run` a tmpfs unless it (or the filesystem under it) already is one; return the path."""
     path = state_dir(root)
     os.makedirs(path, mode=0o700, exist_ok=True)
-    if tmpfs_mounted_at(path) or _on_tmpfs(path):
+    if tmpfs_mounted_at(path) or on_tmpfs(path):
         return path
     if any(os.scandir(path)):
         # State from before this layout, or from a daemon whose tmpfs was unmounted by hand:
@@ -76,11 +76,11 @@ def release_state(sys: SyscallsLike, root: str, in_use: bool) -> bool:
     return True
 
 
-def _on_tmpfs(path: str) -> bool:
+def on_tmpfs(path: str, mountinfo: str = "/proc/self/mountinfo") -> bool:
     # The longest mount point above `path` decides its filesystem.
     real = os.path.realpath(path)
     best, fstype = "", ""
-    with open("/proc/self/mountinfo") as f:
+    with open(mountinfo) as f:
         for line in f:
             fields = line.split()
             point = _unescape(fields[4])
