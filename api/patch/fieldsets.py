@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import marshal
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,14 +59,14 @@ def item_pe(shape: Shape, item: Any, index: int, path: Path, strict: bool) -> st
                 value = item.get(names[0])
                 if value is not None:
                     try:
-                        return _one_key_pe(names[0], type(value).__name__, value)
+                        return _one_key_pe(names[0], _cache_tag(value), value)
                     except TypeError:
                         pass  # an unhashable key value: below
             key: list[tuple[str, str, Any]] = []
             for name in names:
                 value = item.get(name)
                 if value is not None:
-                    key.append((name, type(value).__name__, value))
+                    key.append((name, _cache_tag(value), value))
                 elif name in KEY_DEFAULTS:
                     key.append((name, "str", KEY_DEFAULTS[name]))
                 elif strict:
@@ -87,11 +88,22 @@ def item_pe(shape: Shape, item: Any, index: int, path: Path, strict: bool) -> st
                 raise _bad_item(path, index, "associative list without keys has an element "
                                 f"that's a {type_name(item)}")
             return f"i:{index}"
-        return _value_pe(type(item).__name__, item)
+        return _value_pe(_cache_tag(item), item)
     return f"i:{index}"
 
 
-# Type names are part of the cache keys: `true` and `1` hash alike.
+def _cache_tag(value: Any) -> str:
+    """What tells apart, in the caches below, values that are `==` and hash alike
+    but are written differently: `true`/`1`/`1.0` by their type, and `-0.0`/`0.0`
+    by the sign (otherwise the spelling would be that of whichever the process
+    met first)."""
+    t = type(value)
+    if t is float and value == 0.0 and math.copysign(1.0, value) < 0:
+        return "-float"
+    return t.__name__
+
+
+# The _cache_tag of each value is part of the cache keys.
 @functools.lru_cache(maxsize=65536)
 def _key_pe(key: tuple[tuple[str, str, Any], ...]) -> str:
     return "k:" + go_json({name: value for name, _, value in key})

@@ -1,8 +1,9 @@
 """The FieldsV1 path-set functions as it was before the fast managedFields paths (test-only reference).
 
-Kept verbatim apart from imports and the schema lookups (the old uncached
-Shape.field/item/is_declared bodies), so that test_patch_managed_fields_differential
-compares the fast paths with the code they replaced.
+Kept verbatim apart from imports, the schema lookups (the old uncached
+Shape.field/item/is_declared bodies) and the cache keys of path elements
+(_cache_tag), so that test_patch_managed_fields_differential compares the fast
+paths with the code they replaced.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +82,7 @@ def item_pe(shape: Shape, item: Any, index: int, path: Path, strict: bool) -> st
             for name in sorted(shape.keys):
                 value = item.get(name)
                 if value is not None:
-                    key.append((name, type(value).__name__, value))
+                    key.append((name, _cache_tag(value), value))
                 elif name in KEY_DEFAULTS:
                     key.append((name, "str", KEY_DEFAULTS[name]))
                 elif strict:
@@ -102,11 +104,21 @@ def item_pe(shape: Shape, item: Any, index: int, path: Path, strict: bool) -> st
                 raise _bad_item(path, index, "associative list without keys has an element "
                                 f"that's a {type_name(item)}")
             return f"i:{index}"
-        return _value_pe(type(item).__name__, item)
+        return _value_pe(_cache_tag(item), item)
     return f"i:{index}"
 
 
-# Type names are part of the cache keys: `true` and `1` hash alike.
+def _cache_tag(value: Any) -> str:
+    # Not verbatim: the old cache keys held only the type name, so -0.0 and 0.0
+    # (== and the same hash) shared an entry and got the spelling of whichever
+    # this process met first (a test-order-dependent reference).
+    t = type(value)
+    if t is float and value == 0.0 and math.copysign(1.0, value) < 0:
+        return "-float"
+    return t.__name__
+
+
+# Type names (and the sign of a zero) are part of the cache keys: `true` and `1` hash alike.
 @functools.lru_cache(maxsize=65536)
 def _key_pe(key: tuple[tuple[str, str, Any], ...]) -> str:
     return "k:" + go_json({name: value for name, _, value in key})
