@@ -12,7 +12,8 @@ In one run:
    created at once by as many client threads, already connected (like
    Kubernetes' pod start-up SLI, which starts at the pod's creation, not at
    the client's TLS handshake), each pod's time from its create request to
-   the first watch event that shows it Ready (p50, p99, max);
+   the first watch event that shows it Ready (p50, p99, max), the CPU seconds
+   each part used meanwhile and the API writes per pod (from /metrics);
 4. when Docker is installed: a private `dockerd` (its own data root and socket;
    no bridge and no iptables, so the host's firewall is untouched) if none
    answers, the same image `docker load`ed, and `docker run --rm --network none
@@ -41,6 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,7 +210,21 @@ class Startup:
     wall: float  # from the first create to the last pod Ready
 
 
-def startup(up: Up, pods: int) -> Startup:
+def api_requests(up: Up) -> dict[str, float]:
+    """apiserver_request_total by verb and resource (subresource), from the server's /metrics."""
+    out: dict[str, float] = {}
+    for line in up.http.get(f"{up.url}/metrics").text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.rindex("}")].split(","))
+        what = labels["verb"].strip('"') + " " + labels.get("resource", '""').strip('"')
+        if labels.get("subresource", '""').strip('"'):
+            what += "/" + labels["subresource"].strip('"')
+        out[what] = out.get(what, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def startup(up: Up, pods: int, at_start: Callable[[], None]) -> Startup:
     base = f"{up.url}/api/v1/namespaces/{NAMESPACE}/pods"
     r = up.http.post(f"{up.url}/api/v1/namespaces", json={
         "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
@@ -260,6 +276,7 @@ def startup(up: Up, pods: int) -> Startup:
         futures = [pool.submit(create, n) for n in names]
         go.wait()
         t0 = time.perf_counter()
+        at_start()
         for f in futures:
             f.result()
     if not done.wait(600):
@@ -374,9 +391,19 @@ def main(argv: list[str] | None = None) -> int:
         up = Up(base)
         time.sleep(args.idle_seconds)
         memory = idle_memory(up)
-        cpu_before = cpu_seconds(up)
-        result = startup(up, args.pods)
-        cpu = {name: used - cpu_before.get(name, 0.0) for name, used in cpu_seconds(up).items()}
+        before: dict[str, dict[str, float]] = {}
+
+        running = up
+        before["requests"] = api_requests(up)
+
+        def at_start() -> None:  # the clients are connected; the creates are under way
+            before["cpu"] = cpu_seconds(running)
+
+        result = startup(up, args.pods, at_start)
+        cpu = {name: used - before["cpu"].get(name, 0.0) for name, used in cpu_seconds(up).items()}
+        requests_now = api_requests(up)
+        per_pod = {k: (n - before["requests"].get(k, 0.0)) / args.pods for k, n in requests_now.items()
+                   if k.split()[0] in ("CREATE", "UPDATE", "PATCH", "DELETE")}  # not the bench's own reads
         samples, wall = result.ready, result.wall
         removed = delete_pods(up, args.pods)
         code = up.stop()
@@ -404,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
           f"p99 {percentile(result.bound, 0.99) * 1000:7.0f} ms")
     print(f"  CPU seconds from the first create to the last Ready ({os.cpu_count() or 1} CPUs x {wall:.1f} s "
           f"= {(os.cpu_count() or 1) * wall:.1f}): " + ", ".join(f"{n} {used:.1f}" for n, used in cpu.items()))
+    busy = sorted(((n, k) for k, n in per_pod.items() if n >= 0.05), reverse=True)
+    print(f"  API writes per pod meanwhile ({sum(n for n, _ in busy):.1f}): "
+          + ", ".join(f"{k} {n:.2f}" for n, k in busy))
     print(f"  deleted through the API (grace 0) in {removed:.1f} s; timonel up then exited {code}")
     if isinstance(docker, str):
         print(f"\ndocker: not measured ({docker})")
