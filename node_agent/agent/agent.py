@@ -48,6 +48,7 @@ class AgentConfig:
     runtime_socket: str
     heartbeat_seconds: float = 10.0
     sync_seconds: float = 1.0
+    min_sync_interval: float = 0.1
     # Hard eviction thresholds, in the syntax of the kubelet's --eviction-hard.
     eviction_hard: str = eviction.DEFAULT_EVICTION_HARD
     # How long a pressure condition outlives its signal (--eviction-pressure-transition-period).
@@ -287,9 +288,18 @@ class Agent:
             await asyncio.sleep(0.1)
 
     async def _sync_loop(self) -> None:
+        last = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.sync_seconds)
+            # Every pass lists all of the node's sandboxes and containers, and every pod
+            # event or finished pod sync wakes the loop: in a burst of pod starts that was
+            # a full listing per pod (O(pods^2) runtime work). Wakes within the interval
+            # are served by one pass, like a relist period (upstream's PLEG: 1 s).
+            wait = last + self.config.min_sync_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            last = time.monotonic()
             self._wake.clear()
             try:
                 await self.sync_once()
