@@ -6,7 +6,6 @@ the shim only reads `launch.json` (and `seccomp.bpf`) and acts.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -15,6 +14,7 @@ from .init import InitConfig
 from .rootfs import MASKED_PATHS, READONLY_PATHS, RootfsPlan
 from .security import Credentials, resolve_rlimits
 from .spec import ContainerSpec, Mount
+from .state import plain_data
 
 _SHARED_KINDS = ("net", "ipc", "uts")
 
@@ -112,7 +112,7 @@ def build(spec: ContainerSpec, state_dir: str, cgroup: str, procs_files: list[st
 
 
 def init_config_to_dict(cfg: InitConfig) -> dict[str, Any]:
-    d = dataclasses.asdict(cfg)
+    d: dict[str, Any] = plain_data(cfg)
     d["cred"].pop("seccomp", None)  # binary: kept in seccomp.bpf
     return d
 

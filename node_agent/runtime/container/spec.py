@@ -6,12 +6,12 @@ Stored as `spec.json` in the container's state dir, so a restarted runtime
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..cgroups import Resources
+from .state import plain_data
 
 SECCOMP_RUNTIME_DEFAULT = "RuntimeDefault"
 SECCOMP_UNCONFINED = "Unconfined"
@@ -94,7 +94,7 @@ class ContainerSpec:
     tty: bool = False  # a pty: the shim holds the master, output is logged as stdout
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return plain_data(self)  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerSpec:

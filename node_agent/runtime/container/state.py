@@ -8,6 +8,7 @@ Each file has one writer, so no locking is needed:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -15,6 +16,21 @@ from dataclasses import dataclass
 from typing import Any
 
 CREATED, RUNNING, EXITED, UNKNOWN = "created", "running", "exited", "unknown"
+
+
+def plain_data(obj: Any) -> Any:
+    """A dataclass (nested in lists and dicts too) as dicts and lists, for JSON.
+
+    `dataclasses.asdict` deep-copies every leaf on the way (~1 ms for a container's
+    spec and launch plan, on every create); here new containers are made and the
+    leaves, which are str/int/bool/None, are shared."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: plain_data(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [plain_data(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: plain_data(v) for k, v in obj.items()}
+    return obj
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:

@@ -15,10 +15,10 @@ import logging
 import os
 import secrets
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from ..container.state import read_json, write_json
+from ..container.state import plain_data, read_json, write_json
 from .errors import InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,12 @@ class Records:
     # behind one thread waiting for the GIL (a convoy: ~5 ms per switch). A record is
     # saved only by the holder of its sandbox's lock, so its writes do not race.
     def save_sandbox(self, rec: SandboxRecord) -> None:
-        write_json(os.path.join(self.sandbox_dir, f"{rec.id}.json"), asdict(rec))
+        write_json(os.path.join(self.sandbox_dir, f"{rec.id}.json"), plain_data(rec))
         with self.lock:
             self.sandboxes[rec.id] = rec
 
     def save_container(self, rec: ContainerRecord) -> None:
-        write_json(os.path.join(self.container_dir, f"{rec.id}.json"), asdict(rec))
+        write_json(os.path.join(self.container_dir, f"{rec.id}.json"), plain_data(rec))
         with self.lock:
             self.containers[rec.id] = rec
 
