@@ -5,8 +5,9 @@ The runtime service starts the fork server first, before any thread:
     sys = Syscalls()
     cgroups = detect()                                  # cgroup v1 or v2
     forkserver = start_fork_server(sys, cgroups)
-    containers = ContainerManager(root, cgroups, forkserver, sys)
-    sandboxes = SandboxManager(root, cgroups, sys)   # ..sandbox
+    state = mount_state(sys, root)                      # ..statefs: a tmpfs at root/run
+    containers = ContainerManager(root, cgroups, forkserver, sys, state_root=state)
+    sandboxes = SandboxManager(state, cgroups, sys)     # ..sandbox
 
 then, per CRI call:
 

@@ -1,4 +1,4 @@
-"""A warm process that forks shims, exec helpers and namespace holders.
+"""A warm process that forks shims, exec helpers and the janitor.
 
 Started by the runtime before it starts any thread: the server itself is
 single-threaded, so its children may run Python freely between fork and
