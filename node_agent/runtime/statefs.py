@@ -21,12 +21,11 @@ import logging
 import os
 
 from .linux import SyscallsLike
-from .linux.constants import MNT_DETACH
+from .linux.constants import MNT_DETACH, MS_NODEV, MS_NOEXEC, MS_NOSUID
 
 log = logging.getLogger(__name__)
 
 STATE_SUBDIR = "run"
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
 _SIZE = "256m"  # a ceiling, not a reservation: records are a few KB per container
 
 
@@ -36,27 +35,21 @@ def state_dir(root: str) -> str:
 
 def tmpfs_mounted_at(path: str, mountinfo: str = "/proc/self/mountinfo") -> bool:
     real = os.path.realpath(path)
-    with open(mountinfo) as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            if _unescape(fields[4]) == real and fields[sep + 1] == "tmpfs":
-                return True
-    return False
+    return any(point == real and fstype == "tmpfs" for point, fstype in _mounts(mountinfo))
 
 
 def mount_state(sys: SyscallsLike, root: str) -> str:
     """Make `<root>/run` a tmpfs unless it (or the filesystem under it) already is one; return the path."""
     path = state_dir(root)
     os.makedirs(path, mode=0o700, exist_ok=True)
-    if tmpfs_mounted_at(path) or on_tmpfs(path):
+    if on_tmpfs(path):  # our mount from an earlier daemon, or a root on a tmpfs already
         return path
     if any(os.scandir(path)):
         # State from before this layout, or from a daemon whose tmpfs was unmounted by hand:
         # mounting over it would hide records of containers that may still run.
         log.warning("state=%s msg=state directory is not empty; keeping it on disk", path)
         return path
-    sys.mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, f"mode=0700,size={_SIZE}")
+    sys.mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=0700,size={_SIZE}")
     log.info("state=%s msg=mounted tmpfs for the runtime's volatile state", path)
     return path
 
@@ -79,16 +72,20 @@ def release_state(sys: SyscallsLike, root: str, in_use: bool) -> bool:
 def on_tmpfs(path: str, mountinfo: str = "/proc/self/mountinfo") -> bool:
     # The longest mount point above `path` decides its filesystem.
     real = os.path.realpath(path)
-    best, fstype = "", ""
+    best, found = "", ""
+    for point, fstype in _mounts(mountinfo):
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, found = point, fstype
+    return found == "tmpfs"
+
+
+def _mounts(mountinfo: str) -> list[tuple[str, str]]:
+    """(mount point, filesystem type) of each line; mountinfo writes space, tab, newline
+    and backslash in paths as octal escapes."""
+    out = []
     with open(mountinfo) as f:
         for line in f:
             fields = line.split()
-            point = _unescape(fields[4])
-            if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-                best, fstype = point, fields[fields.index("-") + 1]
-    return fstype == "tmpfs"
-
-
-def _unescape(s: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as octal escapes.
-    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+            point = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+            out.append((point.replace("\\134", "\\"), fields[fields.index("-") + 1]))
+    return out

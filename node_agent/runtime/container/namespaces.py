@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 
 from ..linux import SyscallsLike
 from ..linux.constants import MNT_DETACH, MS_BIND, NAMESPACE_FLAGS
+from ..network.nsrun import run_in_fresh_thread
 
 
 def hold(sys: SyscallsLike, kinds: list[str], paths: dict[str, str], hostname: str | None,
@@ -39,19 +39,10 @@ def create_in_thread(sys: SyscallsLike, kinds: list[str], paths: dict[str, str],
     for kind in kinds:
         if not os.path.exists(paths[kind]):
             os.close(os.open(paths[kind], os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
-    error: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            hold(sys, kinds, paths, hostname, source="/proc/thread-self/ns")
-        except BaseException as e:
-            error.append(e)
-
-    t = threading.Thread(target=run, name="namespaces", daemon=True)
-    t.start()
-    t.join()
-    if error:
-        raise OSError(f"creating namespaces {kinds}: {error[0]}") from error[0]
+    try:
+        run_in_fresh_thread(hold, sys, kinds, paths, hostname, source="/proc/thread-self/ns")
+    except Exception as e:
+        raise OSError(f"creating namespaces {kinds}: {e}") from e
 
 
 def release(sys: SyscallsLike, path: str) -> None:

@@ -73,31 +73,6 @@ def link_kind(link: Msg) -> str | None:
     return str(kind) if kind is not None else None
 
 
-def ipv4_addrs(ipr: Any, index: int) -> list[tuple[str, int]]:
-    return [
-        (a.get("IFA_ADDRESS"), a["prefixlen"])
-        for a in ipr.addr("dump", index=index, family=socket.AF_INET)
-    ]
-
-
-def set_ipv4_addr(ipr: Any, index: int, address: str, prefix: int) -> None:
-    """Make ``address/prefix`` the interface's only IPv4 address."""
-    have = ipv4_addrs(ipr, index)
-    for a, p in have:
-        if (a, p) != (address, prefix):
-            try:
-                ipr.addr("del", index=index, address=a, prefixlen=p)
-            except NetlinkError as e:
-                if e.code != errno.EADDRNOTAVAIL:  # removed concurrently
-                    raise
-    if (address, prefix) not in have:
-        try:
-            ipr.addr("add", index=index, address=address, prefixlen=prefix)
-        except NetlinkError as e:
-            if e.code != errno.EEXIST:  # added concurrently
-                raise
-
-
 def default_route_mtu(ipr: Any) -> int | None:
     for r in ipr.route("dump", family=socket.AF_INET, table=254):
         if r["dst_len"] == 0 and r.get("RTA_OIF"):

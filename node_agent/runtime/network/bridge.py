@@ -7,9 +7,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ._netlink import NetlinkError, default_route_mtu, get_link, iproute, link_kind, set_ipv4_addr
+from ._netlink import NetlinkError, default_route_mtu, get_link, iproute, link_kind
 from .config import NetworkConfig, NetworkError
 from .nsrun import run_in_netns
+from .rtnl import Rtnl
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ def ensure_bridge_with(ipr: Any, config: NetworkConfig) -> Bridge:
     mtu = config.mtu or default_route_mtu(ipr) or _DEFAULT_MTU
     gateway = str(config.gateway)
     try:
-        set_ipv4_addr(ipr, index, gateway, config.prefix)
+        with Rtnl() as rtnl:  # in the same thread, so the same namespace as `ipr`
+            rtnl.set_only_ipv4_addr(index, gateway, config.prefix)
         if link.get("IFLA_ADDRESS") != _bridge_mac(config):
             ipr.link("set", index=index, address=_bridge_mac(config))
         # Setting the MTU explicitly also stops the kernel from lowering it to the

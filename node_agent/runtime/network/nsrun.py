@@ -32,6 +32,11 @@ def run_in_netns(netns: str | None, fn: Callable[..., T], *args: Any, **kwargs: 
     return _run(lambda: join_netns(netns) if netns else None, fn, args, kwargs)
 
 
+def run_in_fresh_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn`` in a new thread, for work that changes the thread's own namespaces."""
+    return _run(lambda: None, fn, args, kwargs)
+
+
 def run_in_new_netns(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``fn`` in a fresh thread that has just unshared a brand-new network namespace."""
     return _run(lambda: _sys.unshare(_sys.CLONE_NEWNET), fn, args, kwargs)

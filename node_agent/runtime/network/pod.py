@@ -10,7 +10,6 @@ to repeat after a crash half-way and teardown safe to repeat at all.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import logging
 import os
@@ -101,7 +100,7 @@ def _setup(netns_path: str, pod_id: str, config: NetworkConfig, interface: str, 
         with Rtnl() as pod:
             host, peer = _ensure_veth_pair(node, pod, host_name, interface, netns_path, mtu)
             pod.set_link(peer.index, mtu=mtu)
-            _set_only_addr(pod, peer.index, ip, config.prefix)
+            pod.set_only_ipv4_addr(peer.index, ip, config.prefix)
             set_loopback_up()
             pod.replace_default_route(gateway, peer.index)
             node.set_link(host.index, mtu=mtu, master=bridge_index)
@@ -154,19 +153,6 @@ def _ensure_veth_pair(node: Rtnl, pod: Rtnl, host_name: str, interface: str, net
 def _paired(host: Link, peer: Link) -> bool:
     return host.kind == "veth" and peer.kind == "veth" and host.peer_index == peer.index \
         and peer.peer_index == host.index
-
-
-def _set_only_addr(rtnl: Rtnl, index: int, address: str, prefix: int) -> None:
-    have = rtnl.ipv4_addrs(index)
-    for a, p in have:
-        if (a, p) != (address, prefix):
-            try:
-                rtnl.change_ipv4_addr(index, a, p, add=False)
-            except NetlinkError as e:
-                if e.code != errno.EADDRNOTAVAIL:  # removed concurrently
-                    raise
-    if (address, prefix) not in have:
-        rtnl.change_ipv4_addr(index, address, prefix)
 
 
 def _teardown(pod_id: str, netns_path: str | None, interface: str) -> None:

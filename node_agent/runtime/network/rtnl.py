@@ -195,6 +195,23 @@ class Rtnl:
         else:
             self.request(_RTM_DELADDR, _F_ACK, body)
 
+    def set_only_ipv4_addr(self, index: int, address: str, prefix: int) -> None:
+        """Make ``address/prefix`` the interface's only IPv4 address (concurrent changes tolerated)."""
+        have = self.ipv4_addrs(index)
+        for a, p in have:
+            if (a, p) != (address, prefix):
+                try:
+                    self.change_ipv4_addr(index, a, p, add=False)
+                except NetlinkError as e:
+                    if e.code != errno.EADDRNOTAVAIL:  # removed concurrently
+                        raise
+        if (address, prefix) not in have:
+            try:
+                self.change_ipv4_addr(index, address, prefix)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:  # added concurrently
+                    raise
+
     def replace_default_route(self, gateway: str, oif: int) -> None:
         body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, _RT_TABLE_MAIN, _RTPROT_BOOT, _RT_SCOPE_UNIVERSE,
                            _RTN_UNICAST, 0) + attr(_RTA_GATEWAY, socket.inet_aton(gateway)) + _u32(_RTA_OIF, oif)
