@@ -65,6 +65,9 @@ class SandboxManager:
         os.makedirs(self.dir, exist_ok=True)
         self.cgroups = cgroups
         self.sys = sys
+        # sandbox.json as last written: only this process writes it (the agent lists every
+        # sandbox each sync pass, which read and parsed every file)
+        self._records: dict[str, dict[str, Any]] = {}
 
     def state_dir(self, sid: str) -> str:
         return os.path.join(self.dir, sid)
@@ -94,6 +97,7 @@ class SandboxManager:
         }
         try:
             write_json(os.path.join(d, "sandbox.json"), record)
+            self._records[spec.id] = record
             self.cgroups.create(cgroup, spec.resources)
             namespaces.create_in_thread(self.sys, kinds, paths, spec.hostname)
         except BaseException:
@@ -102,9 +106,13 @@ class SandboxManager:
         return self.status(spec.id)
 
     def _record(self, sid: str) -> dict[str, Any]:
-        rec = read_json(os.path.join(self.state_dir(sid), "sandbox.json"))
+        """The sandbox's record; callers must not change it (see stop)."""
+        rec = self._records.get(sid)
         if rec is None:
-            raise SandboxError(f"sandbox {sid} not found")
+            rec = read_json(os.path.join(self.state_dir(sid), "sandbox.json"))
+            if rec is None:
+                raise SandboxError(f"sandbox {sid} not found")
+            self._records[sid] = rec
         return rec
 
     def status(self, sid: str) -> SandboxStatus:
@@ -138,11 +146,11 @@ class SandboxManager:
 
     def stop(self, sid: str) -> None:
         """Kill every process of the pod; the namespaces stay until remove."""
-        r = self._record(sid)
+        r = dict(self._record(sid), state=NOTREADY)
         if self.cgroups.exists(r["cgroup"]):
             self.cgroups.kill(r["cgroup"])
-        r["state"] = NOTREADY
         write_json(os.path.join(self.state_dir(sid), "sandbox.json"), r)
+        self._records[sid] = r
 
     def remove(self, sid: str) -> None:
         d = self.state_dir(sid)
@@ -157,3 +165,4 @@ class SandboxManager:
         if self.cgroups.exists(r["cgroup"]):
             self.cgroups.remove(r["cgroup"])
         shutil.rmtree(d, ignore_errors=True)
+        self._records.pop(r["id"], None)

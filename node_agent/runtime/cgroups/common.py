@@ -113,19 +113,24 @@ def read_procs(path: str) -> list[int]:
 
 
 def makedirs(path: str, on_new: Callable[[str], None] | None = None) -> None:
-    """mkdir -p, calling `on_new` on each directory it creates, parents first."""
-    missing = []
-    p = path
-    while not os.path.isdir(p):
-        missing.append(p)
-        p = os.path.dirname(p)
-    for d in reversed(missing):
+    """mkdir -p, calling `on_new` on each directory it creates, parents first.
+
+    One mkdir when only the last level is missing (a container's cgroup under its pod's)."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if parent == path:
+            raise
+        makedirs(parent, on_new)
         try:
-            os.mkdir(d)
+            os.mkdir(path)
         except FileExistsError:
-            continue
-        if on_new:
-            on_new(d)
+            return
+    if on_new:
+        on_new(path)
 
 
 def rmdir_tree(path: str) -> None:

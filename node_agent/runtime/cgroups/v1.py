@@ -91,6 +91,18 @@ def init_cpuset(path: str) -> None:
             write(own, read(os.path.join(os.path.dirname(path), name)).strip())
 
 
+def init_new_cpuset(path: str) -> bool:
+    """init_cpuset for a directory just made (empty files) under a filled-in parent: False,
+    writing nothing, if the parent is not filled in yet."""
+    parent = os.path.dirname(path)
+    values = [read(os.path.join(parent, name)).strip() for name in ("cpuset.cpus", "cpuset.mems")]
+    if not all(values):
+        return False
+    write(os.path.join(path, "cpuset.cpus"), values[0])
+    write(os.path.join(path, "cpuset.mems"), values[1])
+    return True
+
+
 KNOWN_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
                      "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc"}
 
@@ -156,8 +168,13 @@ class CgroupV1:
     def create(self, rel: str, resources: Resources | None = None) -> None:
         cpuset = self.hierarchies.get("cpuset")
         for d in self.dirs(rel):
-            makedirs(d)
-            if cpuset and d.startswith(f"{cpuset}/"):
+            try:
+                os.mkdir(d)  # the usual case: a container's cgroup under its pod's
+                made_leaf = True
+            except OSError:
+                makedirs(d)
+                made_leaf = False
+            if cpuset and d.startswith(f"{cpuset}/") and not (made_leaf and init_new_cpuset(d)):
                 # Every level, top-down, not only the dirs made here: a concurrent
                 # create may have made a parent and not yet filled it in.
                 parts = os.path.relpath(d, cpuset).split(os.sep)

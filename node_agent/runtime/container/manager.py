@@ -7,6 +7,7 @@ ContainerManager over the same root finds containers started by an old one.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import logging
 import os
@@ -31,9 +32,12 @@ from .state import (
     EXITED,
     RUNNING,
     ContainerStatus,
+    Known,
     alive,
+    load_known,
     read_json,
-    status_from_files,
+    shim_alive,
+    status_of,
     write_json,
 )
 
@@ -79,8 +83,12 @@ class ContainerManager:
         self._shim_fds: dict[str, int] = {}  # pidfds of shims
         self._exited_fds: dict[str, int] = {}  # EOF once a shim we started recorded the exit
         self._locks: dict[str, threading.Lock] = {}
+        self._known: dict[str, Known] = {}  # what state files said (see state.Known)
         self._guard = threading.Lock()
         self._primed_at = -1.0
+        self._primer: threading.Thread | None = None
+        self._prime_wanted = threading.Event()
+        self._closed = False
         # Removed state dirs are renamed here and deleted by the janitor (see janitor.py).
         self.trash = os.path.join(state_root or root, "trash")
         self.layer_trash = os.path.join(root, "trash")
@@ -154,19 +162,30 @@ class ContainerManager:
 
         Its init joins its cgroup a few ms later; the first migration after a quiet spell
         waits a whole RCU grace period (6-18 ms), which this starts now, in a thread (see
-        cgroups.common.prime_attach). Callers that know earlier than create() (the gRPC
-        service, on CreateContainer) call it themselves; a second call within 20 ms is a no-op.
+        cgroups.common.prime_attach). Called once the container's cgroups exist: the wait
+        holds the kernel's cgroup mutex, which creating a cgroup needs too. A call within
+        20 ms of the last one is a no-op.
         """
         now = time.monotonic()
         with self._guard:
             if now - self._primed_at < 0.02:
                 return
             self._primed_at = now
-        threading.Thread(target=self.cgroups.prime_attach, name="timonel-cgroup-prime", daemon=True).start()
+            if self._primer is None:  # one thread for good: starting one per create cost ~0.3 ms
+                self._primer = threading.Thread(target=self._prime_loop, name="timonel-cgroup-prime", daemon=True)
+                self._primer.start()
+        self._prime_wanted.set()
+
+    def _prime_loop(self) -> None:
+        while True:
+            self._prime_wanted.wait()
+            self._prime_wanted.clear()
+            if self._closed:
+                return
+            self.cgroups.prime_attach()
 
     # -- lifecycle --
     def create(self, spec: ContainerSpec) -> ContainerStatus:
-        self.prime_cgroup_join()
         spec.validate()
         for i, layer in enumerate(spec.rootfs_layers):
             if not os.path.isdir(layer):
@@ -178,11 +197,16 @@ class ContainerManager:
                                 "create it before the container")
         with self._lock(spec.id):
             d = self.state_dir(spec.id)
-            if os.path.exists(d):
-                raise ContainerError(f"container {spec.id} already exists; remove it first or pick another id")
-            os.makedirs(os.path.join(d, "rootfs"), exist_ok=True)
-            for sub in ("upper", "work"):
-                os.makedirs(os.path.join(self.layer_dir(spec.id), sub), exist_ok=True)
+            try:
+                os.mkdir(d)
+            except FileExistsError:
+                raise ContainerError(f"container {spec.id} already exists; remove it first or pick another id") \
+                    from None
+            os.mkdir(os.path.join(d, "rootfs"))
+            layer = self.layer_dir(spec.id)
+            for new in ([] if layer == d else [layer]) + [os.path.join(layer, "upper"), os.path.join(layer, "work")]:
+                with contextlib.suppress(FileExistsError):  # left by a create that died half-way: reused
+                    os.mkdir(new)
             cgroup = f"{spec.cgroup_parent.strip('/')}/{spec.id}"
             try:
                 self._create(spec, d, cgroup)
@@ -193,6 +217,7 @@ class ContainerManager:
 
     def _create(self, spec: ContainerSpec, d: str, cgroup: str) -> None:
         self.cgroups.create(cgroup, spec.resources)
+        self.prime_cgroup_join()
         plan, caps = launch_mod.build(spec, d, cgroup, self.cgroups.procs_files(cgroup), self.force_copy_rootfs,
                                       self.cgroups.mount_specs(), self.layer_dir(spec.id))
         if spec.log_path:
@@ -237,6 +262,9 @@ class ContainerManager:
             meta = self._meta(cid)
             meta["started_at"] = time.time_ns()
             write_json(os.path.join(d, "meta.json"), meta)
+            known = self._known.get(cid)
+            if known is not None:
+                known.meta = meta
             try:
                 fd = os.open(os.path.join(d, "start.fifo"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError as e:
@@ -305,6 +333,7 @@ class ContainerManager:
             self._locks.pop(cid, None)
 
     def _cleanup(self, cid: str, cgroup: str) -> None:
+        self._known.pop(cid, None)
         fd = self._shim_fds.pop(cid, None)
         if fd is not None:
             os.close(fd)
@@ -334,10 +363,19 @@ class ContainerManager:
 
     # -- queries --
     def status(self, cid: str) -> ContainerStatus:
-        st = status_from_files(self.state_dir(cid))
-        if st is None:
-            raise NotFoundError(f"container {cid} not found")
-        return st
+        k = self._known.get(cid)
+        if k is None:
+            k = load_known(self.state_dir(cid))
+            if k is None:
+                raise NotFoundError(f"container {cid} not found")
+            self._known[cid] = k
+        return status_of(k, lambda shim: self._shim_alive(cid, shim))
+
+    def _shim_alive(self, cid: str, shim: dict) -> bool:
+        fd = self._shim_fds.get(cid)  # a pidfd: no pid reuse to rule out, no /proc file to parse
+        if fd is None:
+            return shim_alive(shim)
+        return not select.select([fd], [], [], 0)[0]
 
     def spec(self, cid: str) -> ContainerSpec:
         """The spec a container was created from (mounts, labels, image layers ...)."""
@@ -349,9 +387,10 @@ class ContainerManager:
     def list(self) -> builtins.list[ContainerStatus]:
         out = []
         for name in sorted(os.listdir(self.dir)):
-            st = status_from_files(self.state_dir(name))
-            if st is not None:
-                out.append(st)
+            try:
+                out.append(self.status(name))
+            except NotFoundError:
+                pass
         return out
 
     def stats(self, cid: str) -> ContainerStats:
@@ -447,6 +486,8 @@ class ContainerManager:
 
     def close(self, timeout: float = 30.0) -> None:
         """Close our descriptors; waits (up to `timeout`) until removed containers' state is deleted."""
+        self._closed = True
+        self._prime_wanted.set()
         self.janitor.close(timeout)
         for fd in [*self._shim_fds.values(), *self._exited_fds.values()]:
             os.close(fd)

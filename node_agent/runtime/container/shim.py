@@ -61,11 +61,18 @@ def main(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, ready_fd: int, exi
     try:
         if early is None:
             _prepare(sys)
-        _stdio(os.path.join(state_dir, "shim.log"))
         launch = read_json(os.path.join(state_dir, "launch.json"))
         if launch is None:
             raise RuntimeError(f"{state_dir}/launch.json is missing or unreadable")
-        code = _supervise(sys, cgroups, state_dir, launch, ready_fd, exited_fd, early)
+        stdio = launch.get("stdio") or {}
+        stdin = os.pipe2(os.O_CLOEXEC) if stdio.get("stdin") and not stdio.get("tty") else (-1, -1)
+        if early is not None:
+            # Its init is waiting already: it reads the plan and joins the pod itself, while
+            # this process sets up its log and loop.
+            socket.send_fds(early.control, [state_dir.encode()], [ready_fd] if stdin[0] < 0 else [ready_fd, stdin[0]])
+            os.close(ready_fd)
+        _stdio(os.path.join(state_dir, "shim.log"))
+        code = _supervise(sys, cgroups, state_dir, launch, ready_fd, exited_fd, early, stdin)
     except BaseException as e:
         try:
             os.write(ready_fd, f"error shim: {type(e).__name__}: {e}\n".encode())
@@ -197,14 +204,14 @@ def _init_stdio(out_w: int, err_w: int, in_r: int = -1) -> None:
 
 
 def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict[str, Any],
-               ready_fd: int, exited_fd: int, early: EarlyInit | None = None) -> int:
+               ready_fd: int, exited_fd: int, early: EarlyInit | None = None,
+               stdin: tuple[int, int] = (-1, -1)) -> int:
+    """`early`: the spare's init, which has the state dir already; `stdin`: the container's
+    stdin pipe, if it has one."""
     logs = LogWriter(launch["log_path"], launch["log_max_size"], launch["log_max_files"])
     stdio = launch.get("stdio") or {}
-    in_r, in_w = os.pipe2(os.O_CLOEXEC) if stdio.get("stdin") and not stdio.get("tty") else (-1, -1)
+    in_r, in_w = stdin
     if early is not None:
-        # Its init is waiting already: it reads the plan and joins the pod itself.
-        socket.send_fds(early.control, [state_dir.encode()], [ready_fd] if in_r < 0 else [ready_fd, in_r])
-        os.close(ready_fd)
         pid, out_r, err_r, hold = early.pid, early.out_r, early.err_r, early.control
     else:
         pid, out_r, err_r, hold = _fork_init(sys, state_dir, launch, ready_fd, exited_fd, in_r)

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,37 +91,79 @@ class ContainerStatus:
     annotations: dict[str, str]
 
 
-def status_from_files(state_dir: str) -> ContainerStatus | None:
+@dataclass
+class Known:
+    """What a container's state files said, kept by the runtime between status calls.
+
+    Each file has one writer and is written once (spec.json; shim.json and exit.json by the
+    shim), or only by the runtime itself (meta.json: it updates this copy when it writes):
+    so only the files not yet seen are read again. A status of a running container costs a
+    check for exit.json and one for the shim, instead of four files parsed.
+    """
+
+    state_dir: str
+    spec: dict[str, Any]
+    meta: dict[str, Any]
+    shim: dict[str, Any]  # {} until the shim has written it
+    exit: dict[str, Any] | None  # None until the shim has written it
+
+
+def load_known(state_dir: str) -> Known | None:
     spec = read_json(os.path.join(state_dir, "spec.json"))
     if spec is None:
         return None
-    meta = read_json(os.path.join(state_dir, "meta.json")) or {}
-    shim = read_json(os.path.join(state_dir, "shim.json")) or {}
-    exit_ = read_json(os.path.join(state_dir, "exit.json"))
-    pid = shim.get("pid")
+    return Known(state_dir, spec, read_json(os.path.join(state_dir, "meta.json")) or {},
+                 read_json(os.path.join(state_dir, "shim.json")) or {}, _exit(state_dir))
+
+
+def _exit(state_dir: str) -> dict[str, Any] | None:
+    path = os.path.join(state_dir, "exit.json")
+    return read_json(path) if os.path.exists(path) else None
+
+
+def shim_alive(shim: dict[str, Any]) -> bool:
+    return alive(shim.get("shim_pid"), shim.get("shim_start"))
+
+
+def status_of(k: Known, shim_is_alive: Callable[[dict[str, Any]], bool] = shim_alive) -> ContainerStatus:
+    """The container's status now; reads exit.json and shim.json only while they are missing."""
+    if k.exit is None:
+        k.exit = _exit(k.state_dir)
+    if not k.shim.get("pid"):
+        k.shim = read_json(os.path.join(k.state_dir, "shim.json")) or {}
+    running = k.exit is None and bool(k.shim) and shim_is_alive(k.shim)
+    if k.exit is None and not running:
+        k.exit = _exit(k.state_dir)  # it may have written it between the two checks above, then ended
+    exit_ = k.exit
     if exit_ is not None:
         state = EXITED
-    elif alive(shim.get("shim_pid"), shim.get("shim_start")):
-        state = RUNNING if meta.get("started_at") else CREATED
-    elif not shim:
+    elif running:
+        state = RUNNING if k.meta.get("started_at") else CREATED
+    elif not k.shim:
         state = UNKNOWN  # the shim never started (a create that died half-way)
     else:
         # The shim is gone without recording an exit: killed from outside.
         exit_ = {"exit_code": 255, "reason": "Unknown", "message": "the container's shim died",
                  "finished_at": 0}
         state = EXITED
+    spec, meta = k.spec, k.meta
     return ContainerStatus(
         id=spec["id"],
         state=state,
-        pid=pid if state in (RUNNING, CREATED) else None,
+        pid=k.shim.get("pid") if state in (RUNNING, CREATED) else None,
         exit_code=exit_["exit_code"] if exit_ else None,
         reason=exit_.get("reason", "") if exit_ else "",
         message=exit_.get("message", "") if exit_ else "",
         created_at=meta.get("created_at", 0),
         started_at=meta.get("started_at") or 0,
         finished_at=exit_.get("finished_at", 0) if exit_ else 0,
-        log_path=spec.get("log_path") or os.path.join(state_dir, "container.log"),
+        log_path=spec.get("log_path") or os.path.join(k.state_dir, "container.log"),
         sandbox_id=spec.get("sandbox_id"),
         labels=spec.get("labels", {}),
         annotations=spec.get("annotations", {}),
     )
+
+
+def status_from_files(state_dir: str) -> ContainerStatus | None:
+    k = load_known(state_dir)
+    return None if k is None else status_of(k)

@@ -116,7 +116,6 @@ class RuntimeServicer(_Base, pb_grpc.RuntimeServiceServicer):
 
     # -- containers --
     async def CreateContainer(self, request: pb.CreateContainerRequest, context: Any) -> pb.CreateContainerResponse:
-        self.rt.containers.prime_cgroup_join()  # before the records, image and spec work
         cid = await self.call(context, "CreateContainer", containers.create_container, self.rt, request)
         return pb.CreateContainerResponse(container_id=cid)
 

@@ -154,6 +154,28 @@ def test_v1_create_inherits_cpuset_and_applies_everywhere(v1_root: Path, monkeyp
     assert len(procs) == len(V1_FILES) + 2
 
 
+def test_v1_cpuset_of_a_new_leaf_under_an_unfilled_parent_fills_every_level(
+        v1_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A concurrent create may have made the pod's cpuset and not yet filled it in: the
+    container's create fills in the parent too rather than copying its empty value."""
+    driver = CgroupV1.discover(str(v1_root))
+    real_mkdir = os.mkdir
+
+    def kernel_mkdir(path: str, mode: int = 0o777) -> None:
+        real_mkdir(path, mode)
+        fake_dir(Path(path), V1_FILES.get(Path(path).relative_to(v1_root).parts[0], []))
+
+    monkeypatch.setattr(os, "mkdir", kernel_mkdir)
+    for ctrl in V1_FILES:
+        kernel_mkdir(str(v1_root / ctrl / "pod"))  # made, cpuset not filled in yet
+    driver.create("pod/c1")
+    driver.create("pod/c2")  # the parent is filled in now: only the leaf is written
+    monkeypatch.undo()
+    for d in ("pod", "pod/c1", "pod/c2"):
+        assert (v1_root / "cpuset" / d / "cpuset.cpus").read_text() == "0-1"
+        assert (v1_root / "cpuset" / d / "cpuset.mems").read_text() == "0"
+
+
 def test_v1_join_stats_oom_and_remove(v1_root: Path) -> None:
     driver = CgroupV1.discover(str(v1_root))
     prepare_v1(v1_root, "t/c")

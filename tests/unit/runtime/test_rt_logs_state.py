@@ -15,8 +15,10 @@ from timonel.node_agent.runtime.container.state import (
     EXITED,
     RUNNING,
     UNKNOWN,
+    load_known,
     proc_start_time,
     status_from_files,
+    status_of,
     write_json,
 )
 
@@ -109,6 +111,43 @@ def test_a_dead_shim_without_exit_record_is_reported(tmp_path: Path) -> None:
     write_json(str(d / "shim.json"), {"shim_pid": os.getpid(), "shim_start": -1, "pid": 1, "pid_start": -1})
     st = status_from_files(str(d))
     assert st is not None and (st.state, st.exit_code, st.reason) == (EXITED, 255, "Unknown")
+
+
+def test_known_state_reads_only_what_can_still_change(tmp_path: Path) -> None:
+    d = tmp_path / "c1"
+    d.mkdir()
+    write_json(str(d / "spec.json"), spec_dict())
+    write_json(str(d / "meta.json"), {"created_at": 5, "started_at": 6, "cgroup": "x"})
+    k = load_known(str(d))
+    assert k is not None
+    shim_up = {"up": True}
+    assert status_of(k, lambda shim: shim_up["up"]).state == UNKNOWN
+    me = os.getpid()
+    write_json(str(d / "shim.json"), {"shim_pid": me, "shim_start": 1, "pid": 7, "pid_start": 1})
+    st = status_of(k, lambda shim: shim_up["up"])
+    assert (st.state, st.pid) == (RUNNING, 7)  # shim.json is read once it is there
+    (d / "spec.json").unlink()  # spec and meta are not read again: they cannot change
+    assert status_of(k, lambda shim: shim_up["up"]).state == RUNNING
+    write_json(str(d / "exit.json"), {"exit_code": 3, "reason": "Error", "finished_at": 9})
+    st = status_of(k, lambda shim: shim_up["up"])
+    assert (st.state, st.exit_code, st.pid) == (EXITED, 3, None)  # the shim may linger, draining output
+
+
+def test_an_exit_written_just_before_the_shim_ended_is_not_a_dead_shim(tmp_path: Path) -> None:
+    d = tmp_path / "c1"
+    d.mkdir()
+    write_json(str(d / "spec.json"), spec_dict())
+    write_json(str(d / "meta.json"), {"created_at": 5, "started_at": 6, "cgroup": "x"})
+    write_json(str(d / "shim.json"), {"shim_pid": 1, "shim_start": 1, "pid": 7, "pid_start": 1})
+    k = load_known(str(d))
+    assert k is not None
+
+    def ended_after_writing(shim: dict) -> bool:  # exit.json lands between the two checks
+        write_json(str(d / "exit.json"), {"exit_code": 0, "reason": "Completed", "finished_at": 9})
+        return False
+
+    st = status_of(k, ended_after_writing)
+    assert (st.state, st.exit_code, st.reason) == (EXITED, 0, "Completed")
 
 
 def test_spec_round_trips_through_json() -> None:
