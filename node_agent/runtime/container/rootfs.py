@@ -8,6 +8,7 @@ image can never point a mount at the host.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -97,12 +98,17 @@ def secure_join(root: str, path: str) -> str:
 
 
 def _ensure(path: str, is_dir: bool) -> None:
-    if is_dir:
-        os.makedirs(path, exist_ok=True)
-        return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if not os.path.lexists(path):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    """A mount point: made if missing (one syscall when it exists, as it mostly does)."""
+    try:
+        if is_dir:
+            os.mkdir(path)
+        else:  # O_EXCL: an existing file, dir or symlink is left alone, not followed
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _ensure(path, is_dir)
 
 
 def overlay_options(layers: list[str], upper: str, work: str) -> str:
@@ -230,24 +236,28 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
         _ensure(target, is_dir)
         return target
 
-    sys.mount("proc", at("/proc"), "proc", nodev)
-    sys.mount("sysfs", at("/sys"), "sysfs", nodev | (0 if plan.privileged else MS_RDONLY))
+    proc = at("/proc")
+    sys.mount("proc", proc, "proc", nodev)
+    sysfs = at("/sys")
+    sys.mount("sysfs", sysfs, "sysfs", nodev | (0 if plan.privileged else MS_RDONLY))
     dev = at("/dev")
     sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME | nodev_unless_privileged,
               "mode=755,size=65536k")
-    sys.mount("devpts", at("/dev/pts"), "devpts", MS_NOSUID | MS_NOEXEC,
+    # From here on paths are inside the tmpfs just mounted (nothing of the image's): plain
+    # joins and mkdirs, without secure_join's walk.
+    sys.mount("devpts", _mkdir(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC,
               "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    sys.mount("shm", at("/dev/shm"), "tmpfs", nodev, "mode=1777,size=65536k")
-    sys.mount("mqueue", at("/dev/mqueue"), "mqueue", nodev)
+    sys.mount("shm", _mkdir(dev, "shm"), "tmpfs", nodev, "mode=1777,size=65536k")
+    sys.mount("mqueue", _mkdir(dev, "mqueue"), "mqueue", nodev)
     if plan.privileged:
         _host_devices(dev)
     else:
         for name in DEVICES:
             target = os.path.join(dev, name)
-            _ensure(target, False)
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
             sys.mount(f"/dev/{name}", target, None, MS_BIND)
     for name, target in DEV_SYMLINKS.items():
-        if not os.path.lexists(os.path.join(dev, name)):
+        with contextlib.suppress(FileExistsError):  # a host device of that name (privileged)
             os.symlink(target, os.path.join(dev, name))
     for dest, source in plan.etc_files.items():
         _bind(sys, source, at(dest, is_dir=False), read_only=False, extra=nodev_unless_privileged)
@@ -260,10 +270,20 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
             raise OSError(errno.ENOENT, f"mount source {m.source} (for {m.destination}) does not exist")
         _bind(sys, m.source, at(m.destination, is_dir), m.read_only, extra=nodev_unless_privileged)
     if plan.cgroup_mounts:
-        _mount_cgroups(sys, at("/sys/fs/cgroup"), plan)
+        cgroup_dir = os.path.join(sysfs, "fs", "cgroup")  # in the sysfs just mounted, which has it
+        if not os.path.isdir(cgroup_dir):
+            os.makedirs(cgroup_dir)
+        _mount_cgroups(sys, cgroup_dir, plan)
     at(plan.working_dir)
     if not plan.privileged:
         _mask(sys, r, plan.masked_paths, plan.readonly_paths)
+
+
+def _mkdir(parent: str, name: str) -> str:
+    path = os.path.join(parent, name)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path)
+    return path
 
 
 def _mount_cgroups(sys: SyscallsLike, base: str, plan: RootfsPlan) -> None:
@@ -274,9 +294,7 @@ def _mount_cgroups(sys: SyscallsLike, base: str, plan: RootfsPlan) -> None:
         return
     sys.mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=755,size=64k")
     for name, fstype, options in plan.cgroup_mounts:
-        target = os.path.join(base, name)
-        os.makedirs(target, exist_ok=True)
-        sys.mount(fstype, target, fstype, flags, options or None)
+        sys.mount(fstype, _mkdir(base, name), fstype, flags, options or None)
     for link, target in plan.cgroup_links.items():
         os.symlink(target, os.path.join(base, link))
     sys.mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV)
@@ -294,15 +312,27 @@ def _host_devices(dev: str) -> None:
 
 def _mask(sys: SyscallsLike, root: str, masked: list[str], readonly: list[str]) -> None:
     for path in masked:
-        target = secure_join(root, path)
-        if os.path.isdir(target):
+        target = _kernel_path(root, path)
+        try:
+            is_dir = stat.S_ISDIR(os.stat(target).st_mode)
+        except FileNotFoundError:
+            continue
+        if is_dir:
             sys.mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
-        elif os.path.exists(target):
+        else:
             sys.mount("/dev/null", target, None, MS_BIND)
     for path in readonly:
-        target = secure_join(root, path)
+        target = _kernel_path(root, path)
         if os.path.exists(target):
             _bind(sys, target, target, read_only=True, extra=MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _kernel_path(root: str, path: str) -> str:
+    """A path of the container; a plain join under /proc and /sys, which are the kernel's
+    filesystems mounted just now (no image file can redirect it), else secure_join."""
+    if path.startswith(("/proc/", "/sys/")) and ".." not in path.split("/"):
+        return root + path
+    return secure_join(root, path)
 
 
 def pivot(sys: SyscallsLike, root: str, read_only: bool) -> None:
