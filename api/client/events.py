@@ -10,10 +10,19 @@ Like client-go's recorder (its EventCorrelator):
 - each source may write about one object in bursts of 25, then one write per
   5 minutes; the rest are dropped.
 Writing an event never fails the caller: events are best effort.
+
+With `background=True` (the agent's), event() only queues the event, like
+client-go's broadcaster, and one task writes the queue in order, at most
+`qps` per second after a burst of `burst` (the kubelet's eventRecordQPS 50,
+eventBurst 100): a pod's start does not wait for three event writes, and in
+a burst of pod starts the status updates go to the API server first. A full
+queue (1,000, as client-go's) drops new events.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -30,6 +39,7 @@ AGGREGATE_MAX_EVENTS = 10
 AGGREGATE_PREFIX = "(combined from similar events): "
 SPAM_BURST = 25.0
 SPAM_REFILL_PER_SECOND = 1.0 / 300.0
+MAX_QUEUED = 1000
 
 
 def object_reference(obj: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +54,14 @@ def object_reference(obj: dict[str, Any]) -> dict[str, Any]:
 
 class EventRecorder:
     def __init__(self, client: Client, component: str, host: str = "",
-                 cache_seconds: float = 600.0) -> None:
+                 cache_seconds: float = 600.0, background: bool = False, qps: float = 0.0,
+                 burst: int = 1) -> None:
+        """`qps` (0: no limit) and `burst` limit the writes of a background recorder."""
         self.client = client
+        self.background = background
+        self.qps, self.burst = qps, burst
+        self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str, str]] | None = None
+        self._writer: asyncio.Task[None] | None = None
         self.component = component
         self.host = host
         self.cache_seconds = cache_seconds
@@ -57,16 +73,64 @@ class EventRecorder:
         self._budget: dict[str, tuple[float, float]] = {}
 
     async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        if not self.background:
+            await self._write(obj, type_, reason, message, meta.now())
+            return
+        if self._queue is None:
+            self._queue = asyncio.Queue(MAX_QUEUED)
+            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
         try:
-            await self._record(obj, type_, reason, message)
+            self._queue.put_nowait((obj, type_, reason, message, meta.now()))
+        except asyncio.QueueFull:
+            log.info("event dropped (queue full) reason=%s object=%s", reason, meta.name_of(obj))
+
+    async def flush(self) -> None:
+        """Wait until every queued event has been written (or dropped)."""
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Write what is queued (for up to `timeout` seconds), then stop the writer."""
+        if self._writer is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.flush(), timeout)
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        self._writer = self._queue = None
+
+    async def _write_queued(self) -> None:
+        assert self._queue is not None
+        tokens, at = float(self.burst), time.monotonic()
+        while True:
+            item = await self._queue.get()
+            try:
+                if self.qps > 0:
+                    now = time.monotonic()
+                    tokens = min(float(self.burst), tokens + (now - at) * self.qps)
+                    at = now
+                    if tokens < 1.0:
+                        await asyncio.sleep((1.0 - tokens) / self.qps)
+                        tokens, at = 1.0, time.monotonic()
+                    tokens -= 1.0
+                await self._write(*item)
+            except Exception:  # never let one event stop the writer
+                log.exception("event writer failed reason=%s", item[2])
+            finally:
+                self._queue.task_done()
+
+    async def _write(self, obj: dict[str, Any], type_: str, reason: str, message: str, now_ts: str) -> None:
+        try:
+            await self._record(obj, type_, reason, message, now_ts)
         except (ApiError, ConnectionError) as e:
             log.info("event not recorded reason=%s object=%s err=%s", reason,
                      meta.name_of(obj), e)
 
-    async def _record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    async def _record(self, obj: dict[str, Any], type_: str, reason: str, message: str, now_ts: str) -> None:
         ref = object_reference(obj)
         namespace = ref.get("namespace") or "default"
-        now_ts, mono = meta.now(), time.monotonic()
+        mono = time.monotonic()
         combined = self._combined(ref["uid"] or ref["name"], type_, reason, message, mono)
         if combined:
             message = AGGREGATE_PREFIX + message

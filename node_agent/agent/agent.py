@@ -39,6 +39,8 @@ Obj = dict[str, Any]
 STATUS_REPORT_SECONDS = 60.0
 # A settled pod is synced at least this often even if nothing seems to change.
 RESYNC_SECONDS = 10.0
+# The kubelet's eventRecordQPS and eventBurst defaults: events are written in the background.
+EVENT_QPS, EVENT_BURST = 50.0, 100
 
 
 @dataclass
@@ -102,7 +104,8 @@ class Agent:
         self.config = config
         self.runtime = RuntimeClient(config.runtime_socket, timeout=60.0)
         self.ctx = AgentContext(client=client, runtime=self.runtime,
-                                recorder=EventRecorder(client, "kubelet", config.node_name),
+                                recorder=EventRecorder(client, "kubelet", config.node_name, background=True,
+                                                       qps=EVENT_QPS, burst=EVENT_BURST),
                                 node=config.node_name, data_dir=config.data_dir)
         self.ctx.probes = ProbeManager(self.runtime, self.ctx.recorder, self._wake_pod, lambda: self.ctx.host_ip)
         self.factory = InformerFactory(client)
@@ -191,6 +194,7 @@ class Agent:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             if self.ctx.probes is not None:
                 await self.ctx.probes.close()
+            await self.ctx.recorder.close()
             await self.factory.stop()
             if self._streaming is not None:
                 await self._streaming.cleanup()

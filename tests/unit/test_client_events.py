@@ -90,3 +90,45 @@ async def test_each_object_gets_a_burst_then_one_write_per_five_minutes(clock: l
     clock[0] += 2.0
     await rec.event(RS, NORMAL, "Later", "m")
     assert writes() == int(SPAM_BURST) + 2
+
+
+async def test_background_recorder_returns_at_once_and_writes_in_order(clock: list[float]) -> None:
+    client = RecordingClient()
+    rec = EventRecorder(client, "kubelet", background=True)  # type: ignore[arg-type]
+    pod = {**RS, "kind": "Pod", "metadata": {**RS["metadata"], "uid": "p1"}}
+    for reason in ("Pulled", "Created", "Started"):
+        await rec.event(pod, NORMAL, reason, reason.lower())
+    assert client.creates == []  # queued: the caller did not wait for the writes
+    await rec.flush()
+    assert [e["reason"] for e in client.creates] == ["Pulled", "Created", "Started"]
+    await rec.event(pod, NORMAL, "Started", "started")  # the same again: counted, after the create
+    await rec.close()
+    assert [p[1]["count"] for p in client.patches] == [2]
+
+
+async def test_background_recorder_keeps_to_its_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = RecordingClient()
+    rec = EventRecorder(client, "kubelet", background=True, qps=50.0, burst=5)  # type: ignore[arg-type]
+    slept: list[float] = []
+    real_sleep = events.asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(events.asyncio, "sleep", sleep)
+    for i in range(8):
+        await rec.event({**RS, "metadata": {**RS["metadata"], "uid": f"u{i}"}}, NORMAL, "Created", f"c{i}")
+    await rec.close()
+    assert len(client.creates) == 8
+    assert len(slept) == 3 and all(0 < s <= 1 / 50 + 1e-9 for s in slept)  # 5 at once, then 50 per second
+
+
+async def test_background_recorder_drops_when_its_queue_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = RecordingClient()
+    monkeypatch.setattr(events, "MAX_QUEUED", 3)
+    rec = EventRecorder(client, "kubelet", background=True)  # type: ignore[arg-type]
+    for i in range(5):  # the writer has not run yet: the queue takes 3
+        await rec.event({**RS, "metadata": {**RS["metadata"], "uid": f"u{i}"}}, NORMAL, "Created", f"c{i}")
+    await rec.close()
+    assert len(client.creates) == 3
