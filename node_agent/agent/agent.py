@@ -361,6 +361,7 @@ class Agent:
         for c in listed:
             seen.setdefault(c.labels.get(cfgs.POD_UID, ""), []).append((c.id, c.state))
         prints = {uid: tuple(sorted(v)) for uid, v in seen.items()}
+        self.ctx.listed_sandbox_pods = {sb.labels.get(cfgs.POD_UID, "") for sb in sandboxes}
         live: set[str] = set()
         for pod in self.pods.list():
             uid = str(pod["metadata"]["uid"])

@@ -51,6 +51,9 @@ FAILURE_BACKOFF_INITIAL = 1.0
 FAILURE_BACKOFF_MAX = 60.0
 
 
+IMAGE_SEEN_SECONDS = 1.0
+
+
 @dataclass
 class BackoffEntry:
     delay: float
@@ -85,6 +88,14 @@ class AgentContext:
     volume_refresh_seconds: float = 60.0
     volumes_at: dict[str, float] = field(default_factory=dict)
     probes: ProbeManager | None = None
+    # The pods that had a sandbox in the sync pass's last listing of the runtime (None: no
+    # listing yet), and those this process made one for: a pod in neither has no sandbox,
+    # and its first sync need not ask the runtime again.
+    listed_sandbox_pods: set[str] | None = None
+    sandbox_made: set[str] = field(default_factory=set)
+    # image reference -> (monotonic time, its ImageStatus image): a burst of pods of one image
+    # asks the runtime once a second, not once per container.
+    image_seen: dict[str, tuple[float, pb.Image]] = field(default_factory=dict)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
@@ -119,11 +130,17 @@ class ImageError(Exception):
 async def ensure_image(ctx: AgentContext, pod: Obj, c: Obj) -> pb.Image:
     image = str(c.get("image", ""))
     policy = c.get("imagePullPolicy") or "IfNotPresent"
-    st = await ctx.call(ctx.runtime.image_status, image)
-    present = st.HasField("image")
-    if present and (policy != "Always" or st.image.id in ctx.offline_images):
+    seen = ctx.image_seen.get(image)
+    if seen is not None and time.monotonic() - seen[0] < IMAGE_SEEN_SECONDS and policy != "Always":
+        present, found = True, seen[1]
+    else:
+        st = await ctx.call(ctx.runtime.image_status, image)
+        present, found = st.HasField("image"), st.image
+        if present:
+            ctx.image_seen[image] = (time.monotonic(), found)
+    if present and (policy != "Always" or found.id in ctx.offline_images):
         await ctx.recorder.event(pod, NORMAL, "Pulled", f'Container image "{image}" already present on machine')
-        return st.image
+        return found
     if policy == "Never":
         raise ImageError("ErrImageNeverPull",
                          f'Container image "{image}" is not present with pull policy of Never')
@@ -156,7 +173,8 @@ class StartError(Exception):
 
 
 async def start_container(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attempt: int,
-                          sid: str, sandbox_cfg: pb.PodSandboxConfig, pod_ip: str = "") -> None:
+                          sid: str, sandbox_cfg: pb.PodSandboxConfig, pod_ip: str = "") -> str:
+    """Create and start the container; its ID."""
     name = str(c["name"])
     image = await ensure_image(ctx, pod, c)
     cfgs.check_non_root(pod, c, image)
@@ -179,6 +197,7 @@ async def start_container(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attemp
         await ctx.recorder.event(pod, WARNING, "FailedPostStartHook", "PostStartHook failed")
         await kill_container(ctx, pod, c, cid, sid, pod_ip, pod_grace(pod), "FailedPostStartHook")
         raise StartError("PostStartHookError", err)
+    return cid
 
 
 def pod_grace(pod: Obj) -> int:
@@ -260,6 +279,20 @@ async def read_state(ctx: AgentContext, uid: str, sid: str, sandbox: PodRuntimeS
     return state
 
 
+async def _read_started(ctx: AgentContext, started: PodRuntimeState) -> PodRuntimeState:
+    """The containers `started` lists as started, read back from the runtime."""
+    state = PodRuntimeState(sandbox_ip=started.sandbox_ip, sandbox_ready=started.sandbox_ready)
+    for cid in started.started_ids:
+        try:
+            st = (await ctx.call(ctx.runtime.container_status, cid)).status
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                continue
+            raise
+        state.containers.setdefault(st.metadata.name, []).insert(0, st)
+    return state
+
+
 async def _restart_or_wait(ctx: AgentContext, pod: Obj, c: Obj, hist: list[pb.ContainerStatus],
                            state: PodRuntimeState) -> int | None:
     """The attempt to start now, or None while the container backs off."""
@@ -296,7 +329,8 @@ async def _start_guarded(ctx: AgentContext, pod: Obj, c: Obj, kind: str, attempt
         state.waiting[key[1]] = failed[1]
         return False
     try:
-        await start_container(ctx, pod, c, kind, attempt, sid, sandbox_cfg, state.sandbox_ip)
+        state.started_ids.append(await start_container(ctx, pod, c, kind, attempt, sid, sandbox_cfg,
+                                                       state.sandbox_ip))
     except (ImageError, ConfigError, StartError) as e:
         if isinstance(e, StartError) and e.reason == "PostStartHookError":
             # It ran and was killed: its restarts go through the crash back-off (upstream).
@@ -332,8 +366,12 @@ async def _resume_created(ctx: AgentContext, pod: Obj, st: pb.ContainerStatus,
 async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandboxConfig, bool] | None:
     """(sandbox ID, its config, whether it was created just now), or None after a failure."""
     uid = str(pod["metadata"]["uid"])
-    sandboxes = await ctx.call(ctx.runtime.list_sandboxes,
-                               pb.PodSandboxFilter(label_selector={cfgs.POD_UID: uid}))
+    if ctx.listed_sandbox_pods is not None and uid not in ctx.listed_sandbox_pods and \
+            uid not in ctx.sandbox_made:
+        sandboxes: list[pb.PodSandbox] = []  # a new pod (see AgentContext.listed_sandbox_pods)
+    else:
+        sandboxes = await ctx.call(ctx.runtime.list_sandboxes,
+                                   pb.PodSandboxFilter(label_selector={cfgs.POD_UID: uid}))
     ready = sorted((s for s in sandboxes if s.state == pb.SANDBOX_READY), key=lambda s: s.created_at)
     if ready:
         sb = ready[-1]
@@ -356,6 +394,7 @@ async def _ensure_sandbox(ctx: AgentContext, pod: Obj) -> tuple[str, pb.PodSandb
     failed = ctx.start_failures.get(key)
     if failed is not None and time.monotonic() - failed[0].at < failed[0].delay:
         return None
+    ctx.sandbox_made.add(uid)  # before the call: a call that fails may still have made it
     try:
         sid = await ctx.call(ctx.runtime.run_sandbox, cfg)
     except grpc.RpcError as e:
@@ -436,7 +475,8 @@ async def sync_pod(ctx: AgentContext, pod: Obj) -> bool:
     if started:
         waiting = state.waiting
         before = {st.id for hist in state.containers.values() for st in hist}
-        state = await read_state(ctx, uid, sid, sandbox=state)
+        # A sandbox made in this sync holds only what this sync started: ask for those.
+        state = await (_read_started(ctx, state) if fresh else read_state(ctx, uid, sid, sandbox=state))
         state.waiting = waiting
         # Only containers still running are no news: one that already exited
         # must be seen by the next pass (its restart must not wait for a resync).
@@ -529,6 +569,7 @@ async def stop_pod(ctx: AgentContext, pod: Obj | None, uid: str, grace: int, rem
                 table.pop(key, None)  # type: ignore[attr-defined]
         ctx.last_status.pop(uid, None)
         ctx.volumes_at.pop(uid, None)
+        ctx.sandbox_made.discard(uid)
 
 
 async def _stop_one(ctx: AgentContext, pod: Obj | None, c: pb.Container, grace: int) -> None:

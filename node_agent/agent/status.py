@@ -37,6 +37,7 @@ class PodRuntimeState:
     # From the probes of running containers (absent: no probe, so started and ready).
     started: dict[str, bool] = field(default_factory=dict)
     ready: dict[str, bool] = field(default_factory=dict)
+    started_ids: list[str] = field(default_factory=list)  # containers this sync started, in order
 
 
 def rfc3339(ns: int) -> str:
