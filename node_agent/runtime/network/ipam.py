@@ -88,7 +88,7 @@ def release(state_dir: str, pod_id: str) -> list[Allocation]:
 
 
 def lookup(state_dir: str, pod_id: str) -> Allocation | None:
-    return next((a for a in list_allocations(state_dir) if a.pod_id == pod_id), None)
+    return next((a for a in _read_all(ipam_dir(state_dir)) if a.pod_id == pod_id), None)
 
 
 def list_allocations(state_dir: str) -> list[Allocation]:
@@ -152,18 +152,18 @@ def _read_all(d: str) -> list[Allocation]:
     for e in entries:
         if e.name.startswith("."):
             continue
-        try:
-            ipaddress.IPv4Address(e.name)
-        except ValueError:
-            continue
         # A record is never rewritten, only published under a fresh inode (link of a new
         # temp file) and unlinked: (path, inode) names its content, so a record read once
-        # need not be opened again. Reading all of them per allocation, inside the lock,
-        # made a burst of pod starts O(n^2) in file reads, each giving up the GIL.
+        # need not be opened (nor its name parsed) again. Reading all of them per
+        # allocation, inside the lock, made a burst of pod starts O(n^2) in file reads.
         inode = e.inode()
         known = _seen.get(e.path)
         if known is not None and known[0] == inode:
             out.append(known[1])
+            continue
+        try:
+            ipaddress.IPv4Address(e.name)
+        except ValueError:
             continue
         try:
             with open(e.path) as f:

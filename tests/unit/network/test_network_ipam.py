@@ -145,3 +145,22 @@ def test_processes_allocating_for_one_pod_agree(tmp_path: Path) -> None:
 
 def _allocate_many(d: str, cidr: str, prefix: str, n: int) -> list[str]:
     return [ipam.allocate(d, cidr, f"{prefix}-{i}").ip for i in range(n)]
+
+
+def test_records_read_once_are_not_opened_or_parsed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(5):
+        ipam.allocate(str(tmp_path), "10.9.0.0/24", f"p{i}")
+    assert ipam.lookup(str(tmp_path), "p4") is not None  # every record read (once)
+    parsed: list[object] = []
+    real = ipaddress.IPv4Address
+
+    def counting(value: object) -> ipaddress.IPv4Address:
+        parsed.append(value)
+        return real(value)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ipam.ipaddress, "IPv4Address", counting)
+    opened: list[str] = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    assert ipam.lookup(str(tmp_path), "p2") is not None
+    assert parsed == [] and opened == []
