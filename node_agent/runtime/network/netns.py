@@ -115,15 +115,22 @@ def _bind_and_lo_up(path: str) -> None:
     set_loopback_up()
 
 
+_shared_dirs: set[str] = set()  # made shared mount points by this process
+
+
 def _make_shared_mountpoint(directory: str) -> None:
+    # Once per process: a recursive propagation change walks every namespace mounted
+    # there (O(pods) per pod) under the kernel's global mount lock.
+    if directory in _shared_dirs:
+        return
     try:
         _sys.mount("none", directory, None, _sys.MS_SHARED | _sys.MS_REC)
-        return
     except OSError as e:
         if e.errno != errno.EINVAL:  # EINVAL: not a mount point yet
             raise NetworkError(f"cannot make {directory} a shared mount: {e.strerror}") from e
-    _sys.mount(directory, directory, None, _sys.MS_BIND | _sys.MS_REC)
-    _sys.mount("none", directory, None, _sys.MS_SHARED | _sys.MS_REC)
+        _sys.mount(directory, directory, None, _sys.MS_BIND | _sys.MS_REC)
+        _sys.mount("none", directory, None, _sys.MS_SHARED | _sys.MS_REC)
+    _shared_dirs.add(directory)
 
 
 def _unmount_all(path: str) -> None:
