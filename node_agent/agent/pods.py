@@ -264,11 +264,20 @@ async def read_state(ctx: AgentContext, uid: str, sid: str, sandbox: PodRuntimeS
         return state
     listed = await ctx.call(ctx.runtime.list_containers,
                             pb.ContainerFilter(label_selector={cfgs.POD_UID: uid}))
-    for c in listed:
-        if sid and c.pod_sandbox_id != sid:
-            continue
+    return await _add_statuses(ctx, state, [c.id for c in listed if not sid or c.pod_sandbox_id == sid])
+
+
+async def _read_started(ctx: AgentContext, started: PodRuntimeState) -> PodRuntimeState:
+    """The containers `started` lists as started, read back from the runtime."""
+    state = PodRuntimeState(sandbox_ip=started.sandbox_ip, sandbox_ready=started.sandbox_ready)
+    return await _add_statuses(ctx, state, started.started_ids)
+
+
+async def _add_statuses(ctx: AgentContext, state: PodRuntimeState, cids: list[str]) -> PodRuntimeState:
+    """`state` with the runtime's statuses of `cids` (gone ones skipped), newest attempt first."""
+    for cid in cids:
         try:
-            st = (await ctx.call(ctx.runtime.container_status, c.id)).status
+            st = (await ctx.call(ctx.runtime.container_status, cid)).status
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
                 continue
@@ -276,20 +285,6 @@ async def read_state(ctx: AgentContext, uid: str, sid: str, sandbox: PodRuntimeS
         state.containers.setdefault(st.metadata.name, []).append(st)
     for hist in state.containers.values():
         hist.sort(key=lambda s: (s.metadata.attempt, s.created_at), reverse=True)
-    return state
-
-
-async def _read_started(ctx: AgentContext, started: PodRuntimeState) -> PodRuntimeState:
-    """The containers `started` lists as started, read back from the runtime."""
-    state = PodRuntimeState(sandbox_ip=started.sandbox_ip, sandbox_ready=started.sandbox_ready)
-    for cid in started.started_ids:
-        try:
-            st = (await ctx.call(ctx.runtime.container_status, cid)).status
-        except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
-                continue
-            raise
-        state.containers.setdefault(st.metadata.name, []).insert(0, st)
     return state
 
 

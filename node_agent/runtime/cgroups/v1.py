@@ -168,13 +168,10 @@ class CgroupV1:
     def create(self, rel: str, resources: Resources | None = None) -> None:
         cpuset = self.hierarchies.get("cpuset")
         for d in self.dirs(rel):
-            try:
-                os.mkdir(d)  # the usual case: a container's cgroup under its pod's
-                made_leaf = True
-            except OSError:
-                makedirs(d)
-                made_leaf = False
-            if cpuset and d.startswith(f"{cpuset}/") and not (made_leaf and init_new_cpuset(d)):
+            made: list[str] = []
+            makedirs(d, made.append)
+            # The usual case, a container's cgroup under its pod's: only the leaf is new.
+            if cpuset and d.startswith(f"{cpuset}/") and not (made == [d] and init_new_cpuset(d)):
                 # Every level, top-down, not only the dirs made here: a concurrent
                 # create may have made a parent and not yet filled it in.
                 parts = os.path.relpath(d, cpuset).split(os.sep)

@@ -34,6 +34,7 @@ from .state import (
     ContainerStatus,
     Known,
     alive,
+    known_meta,
     load_known,
     read_json,
     shim_alive,
@@ -113,11 +114,21 @@ class ContainerManager:
         with self._guard:
             return self._locks.setdefault(cid, threading.Lock())
 
+    def _known_for(self, cid: str) -> Known:
+        k = self._known.get(cid)
+        if k is None:
+            k = load_known(self.state_dir(cid))
+            if k is None:
+                raise NotFoundError(f"container {cid} not found")
+            self._known[cid] = k
+        return k
+
     def _meta(self, cid: str) -> dict:
-        meta = read_json(os.path.join(self.state_dir(cid), "meta.json"))
-        if meta is None:
+        """A copy of meta.json (start() writes a changed one back)."""
+        meta = known_meta(self._known_for(cid))
+        if not meta:
             raise NotFoundError(f"container {cid} not found")
-        return meta
+        return dict(meta)
 
     def _shim(self, cid: str) -> dict:
         return read_json(os.path.join(self.state_dir(cid), "shim.json")) or {}
@@ -262,9 +273,7 @@ class ContainerManager:
             meta = self._meta(cid)
             meta["started_at"] = time.time_ns()
             write_json(os.path.join(d, "meta.json"), meta)
-            known = self._known.get(cid)
-            if known is not None:
-                known.meta = meta
+            self._known_for(cid).meta = meta
             try:
                 fd = os.open(os.path.join(d, "start.fifo"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError as e:
@@ -363,13 +372,7 @@ class ContainerManager:
 
     # -- queries --
     def status(self, cid: str) -> ContainerStatus:
-        k = self._known.get(cid)
-        if k is None:
-            k = load_known(self.state_dir(cid))
-            if k is None:
-                raise NotFoundError(f"container {cid} not found")
-            self._known[cid] = k
-        return status_of(k, lambda shim: self._shim_alive(cid, shim))
+        return status_of(self._known_for(cid), lambda shim: self._shim_alive(cid, shim))
 
     def _shim_alive(self, cid: str, shim: dict) -> bool:
         fd = self._shim_fds.get(cid)  # a pidfd: no pid reuse to rule out, no /proc file to parse

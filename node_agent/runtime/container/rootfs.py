@@ -97,8 +97,8 @@ def secure_join(root: str, path: str) -> str:
     return os.path.join(root, *resolved)
 
 
-def _ensure(path: str, is_dir: bool) -> None:
-    """A mount point: made if missing (one syscall when it exists, as it mostly does)."""
+def _ensure(path: str, is_dir: bool) -> str:
+    """A mount point: made if missing (one syscall when it exists, as it mostly does); `path`."""
     try:
         if is_dir:
             os.mkdir(path)
@@ -109,6 +109,7 @@ def _ensure(path: str, is_dir: bool) -> None:
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         _ensure(path, is_dir)
+    return path
 
 
 def overlay_options(layers: list[str], upper: str, work: str) -> str:
@@ -232,9 +233,7 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
     nodev = MS_NOSUID | MS_NOEXEC | MS_NODEV
 
     def at(path: str, is_dir: bool = True) -> str:
-        target = secure_join(r, path)
-        _ensure(target, is_dir)
-        return target
+        return _ensure(secure_join(r, path), is_dir)
 
     proc = at("/proc")
     sys.mount("proc", proc, "proc", nodev)
@@ -245,17 +244,15 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
               "mode=755,size=65536k")
     # From here on paths are inside the tmpfs just mounted (nothing of the image's): plain
     # joins and mkdirs, without secure_join's walk.
-    sys.mount("devpts", _mkdir(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC,
+    sys.mount("devpts", _ensure(os.path.join(dev, "pts"), True), "devpts", MS_NOSUID | MS_NOEXEC,
               "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    sys.mount("shm", _mkdir(dev, "shm"), "tmpfs", nodev, "mode=1777,size=65536k")
-    sys.mount("mqueue", _mkdir(dev, "mqueue"), "mqueue", nodev)
+    sys.mount("shm", _ensure(os.path.join(dev, "shm"), True), "tmpfs", nodev, "mode=1777,size=65536k")
+    sys.mount("mqueue", _ensure(os.path.join(dev, "mqueue"), True), "mqueue", nodev)
     if plan.privileged:
         _host_devices(dev)
     else:
         for name in DEVICES:
-            target = os.path.join(dev, name)
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
-            sys.mount(f"/dev/{name}", target, None, MS_BIND)
+            sys.mount(f"/dev/{name}", _ensure(os.path.join(dev, name), False), None, MS_BIND)
     for name, target in DEV_SYMLINKS.items():
         with contextlib.suppress(FileExistsError):  # a host device of that name (privileged)
             os.symlink(target, os.path.join(dev, name))
@@ -270,20 +267,11 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
             raise OSError(errno.ENOENT, f"mount source {m.source} (for {m.destination}) does not exist")
         _bind(sys, m.source, at(m.destination, is_dir), m.read_only, extra=nodev_unless_privileged)
     if plan.cgroup_mounts:
-        cgroup_dir = os.path.join(sysfs, "fs", "cgroup")  # in the sysfs just mounted, which has it
-        if not os.path.isdir(cgroup_dir):
-            os.makedirs(cgroup_dir)
-        _mount_cgroups(sys, cgroup_dir, plan)
+        # in the sysfs just mounted, which has it
+        _mount_cgroups(sys, _ensure(os.path.join(sysfs, "fs", "cgroup"), True), plan)
     at(plan.working_dir)
     if not plan.privileged:
         _mask(sys, r, plan.masked_paths, plan.readonly_paths)
-
-
-def _mkdir(parent: str, name: str) -> str:
-    path = os.path.join(parent, name)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path)
-    return path
 
 
 def _mount_cgroups(sys: SyscallsLike, base: str, plan: RootfsPlan) -> None:
@@ -294,7 +282,7 @@ def _mount_cgroups(sys: SyscallsLike, base: str, plan: RootfsPlan) -> None:
         return
     sys.mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=755,size=64k")
     for name, fstype, options in plan.cgroup_mounts:
-        sys.mount(fstype, _mkdir(base, name), fstype, flags, options or None)
+        sys.mount(fstype, _ensure(os.path.join(base, name), True), fstype, flags, options or None)
     for link, target in plan.cgroup_links.items():
         os.symlink(target, os.path.join(base, link))
     sys.mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV)

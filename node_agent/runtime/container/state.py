@@ -116,6 +116,13 @@ def load_known(state_dir: str) -> Known | None:
                  read_json(os.path.join(state_dir, "shim.json")) or {}, _exit(state_dir))
 
 
+def known_meta(k: Known) -> dict[str, Any]:
+    """meta.json as last read; read again while missing (a status asked during the create)."""
+    if not k.meta:
+        k.meta = read_json(os.path.join(k.state_dir, "meta.json")) or {}
+    return k.meta
+
+
 def _exit(state_dir: str) -> dict[str, Any] | None:
     path = os.path.join(state_dir, "exit.json")
     return read_json(path) if os.path.exists(path) else None
@@ -126,7 +133,8 @@ def shim_alive(shim: dict[str, Any]) -> bool:
 
 
 def status_of(k: Known, shim_is_alive: Callable[[dict[str, Any]], bool] = shim_alive) -> ContainerStatus:
-    """The container's status now; reads exit.json and shim.json only while they are missing."""
+    """The container's status now; reads meta.json, exit.json and shim.json only while they are missing."""
+    known_meta(k)
     if k.exit is None:
         k.exit = _exit(k.state_dir)
     if not k.shim.get("pid"):
@@ -162,8 +170,3 @@ def status_of(k: Known, shim_is_alive: Callable[[dict[str, Any]], bool] = shim_a
         labels=spec.get("labels", {}),
         annotations=spec.get("annotations", {}),
     )
-
-
-def status_from_files(state_dir: str) -> ContainerStatus | None:
-    k = load_known(state_dir)
-    return None if k is None else status_of(k)

@@ -15,9 +15,9 @@ from timonel.node_agent.runtime.container.state import (
     EXITED,
     RUNNING,
     UNKNOWN,
+    ContainerStatus,
     load_known,
     proc_start_time,
-    status_from_files,
     status_of,
     write_json,
 )
@@ -79,6 +79,11 @@ def test_reopen_after_the_file_was_moved_away(tmp_path: Path) -> None:
     assert [c for *_, c in lines(log)] == [b"after"]
 
 
+def status_from_files(state_dir: str) -> ContainerStatus | None:
+    k = load_known(state_dir)
+    return None if k is None else status_of(k)
+
+
 def spec_dict(**kw: object) -> dict:
     return ContainerSpec(id="c1", args=["true"], rootfs_layers=["/l"], **kw).to_dict()  # type: ignore[arg-type]
 
@@ -131,6 +136,16 @@ def test_known_state_reads_only_what_can_still_change(tmp_path: Path) -> None:
     write_json(str(d / "exit.json"), {"exit_code": 3, "reason": "Error", "finished_at": 9})
     st = status_of(k, lambda shim: shim_up["up"])
     assert (st.state, st.exit_code, st.pid) == (EXITED, 3, None)  # the shim may linger, draining output
+
+
+def test_meta_written_after_a_first_status_is_still_read(tmp_path: Path) -> None:
+    d = tmp_path / "c1"
+    d.mkdir()
+    write_json(str(d / "spec.json"), spec_dict())  # a status asked between the create's writes
+    k = load_known(str(d))
+    assert k is not None and status_of(k).created_at == 0
+    write_json(str(d / "meta.json"), {"created_at": 5, "started_at": None, "cgroup": "x"})
+    assert status_of(k).created_at == 5
 
 
 def test_an_exit_written_just_before_the_shim_ended_is_not_a_dead_shim(tmp_path: Path) -> None:
