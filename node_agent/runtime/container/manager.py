@@ -173,9 +173,10 @@ class ContainerManager:
 
         Its init joins its cgroup a few ms later; the first migration after a quiet spell
         waits a whole RCU grace period (6-18 ms), which this starts now, in a thread (see
-        cgroups.common.prime_attach). Called once the container's cgroups exist: the wait
-        holds the kernel's cgroup mutex, which creating a cgroup needs too. A call within
-        20 ms of the last one is a no-op.
+        cgroups.common.prime_attach). The wait holds the kernel's cgroup mutex, so the
+        container's cgroups are made after it, while the init is being handed the container
+        and builds its rootfs; then the init's join finds the lock warm. A call within 20 ms
+        of the last one is a no-op.
         """
         now = time.monotonic()
         with self._guard:
@@ -227,7 +228,6 @@ class ContainerManager:
         return self.status(spec.id)
 
     def _create(self, spec: ContainerSpec, d: str, cgroup: str) -> None:
-        self.cgroups.create(cgroup, spec.resources)
         self.prime_cgroup_join()
         plan, caps = launch_mod.build(spec, d, cgroup, self.cgroups.procs_files(cgroup), self.force_copy_rootfs,
                                       self.cgroups.mount_specs(), self.layer_dir(spec.id))
@@ -242,6 +242,9 @@ class ContainerManager:
         write_json(os.path.join(d, "meta.json"), {"created_at": time.time_ns(), "cgroup": cgroup,
                                                  "started_at": None})
         os.mkfifo(os.path.join(d, "start.fifo"), 0o600)
+        # Held open until the init has answered: a FIFO keeps what is written to it only while
+        # someone has it open, and the init may not have opened it yet when we write.
+        fifo = os.open(os.path.join(d, "start.fifo"), os.O_RDWR | os.O_CLOEXEC)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         exited_r, exited_w = os.pipe2(os.O_CLOEXEC)
         self._exited_fds[spec.id] = exited_r
@@ -251,8 +254,16 @@ class ContainerManager:
             os.close(ready_w)
             os.close(exited_w)
             ready_w = exited_w = -1
+            # The init builds the rootfs meanwhile and joins the cgroup when told it exists.
+            try:
+                self.cgroups.create(cgroup, spec.resources)
+            except BaseException:
+                os.write(fifo, b"x")
+                raise
+            os.write(fifo, b"c")
             answer = _read_line(ready_r, self.create_timeout)
         finally:
+            os.close(fifo)
             os.close(ready_r)
             for fd in (ready_w, exited_w):
                 if fd >= 0:

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..linux import SyscallsLike
@@ -205,13 +206,15 @@ def _bind(sys: SyscallsLike, source: str, target: str, read_only: bool, extra: i
         sys.mount(None, target, None, flags)
 
 
-def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
+def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan, staged: StagedMounts | None = None) -> None:
     """Make `/` private, assemble the rootfs at plan.root with its kernel filesystems.
 
     Unless privileged, everything but the bind-mounted device nodes and
     /dev/pts is `nodev`: with CAP_MKNOD (in Docker's default set) a container
     could otherwise create /dev/sda and read the host's disk. This stands in
     for Docker's device cgroup allow list, on cgroup v1 and v2 alike.
+    `staged`: /proc and /dev built ahead of need (stage_kernel_mounts), attached
+    when the plan wants them as they are; their descriptors are closed here.
     """
     nodev_unless_privileged = 0 if plan.privileged else MS_NODEV
     sys.mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -235,27 +238,22 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
     def at(path: str, is_dir: bool = True) -> str:
         return _ensure(secure_join(r, path), is_dir)
 
+    masked, readonly = ([], []) if plan.privileged else (plan.masked_paths, plan.readonly_paths)
+    proc_masked, proc_readonly = _under_proc(masked), _under_proc(readonly)
     proc = at("/proc")
-    sys.mount("proc", proc, "proc", nodev)
+    if staged and (proc_masked, proc_readonly) == _STAGED_PROC_MASKS:
+        sys.attach_tree(staged.proc, proc)
+    else:
+        _mount_proc(sys, proc, proc_masked, proc_readonly)
     sysfs = at("/sys")
     sys.mount("sysfs", sysfs, "sysfs", nodev | (0 if plan.privileged else MS_RDONLY))
     dev = at("/dev")
-    sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME | nodev_unless_privileged,
-              "mode=755,size=65536k")
-    # From here on paths are inside the tmpfs just mounted (nothing of the image's): plain
-    # joins and mkdirs, without secure_join's walk.
-    sys.mount("devpts", _ensure(os.path.join(dev, "pts"), True), "devpts", MS_NOSUID | MS_NOEXEC,
-              "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    sys.mount("shm", _ensure(os.path.join(dev, "shm"), True), "tmpfs", nodev, "mode=1777,size=65536k")
-    sys.mount("mqueue", _ensure(os.path.join(dev, "mqueue"), True), "mqueue", nodev)
-    if plan.privileged:
-        _host_devices(dev)
+    if staged and not plan.privileged:
+        sys.attach_tree(staged.dev, dev)
     else:
-        for name in DEVICES:
-            sys.mount(f"/dev/{name}", _ensure(os.path.join(dev, name), False), None, MS_BIND)
-    for name, target in DEV_SYMLINKS.items():
-        with contextlib.suppress(FileExistsError):  # a host device of that name (privileged)
-            os.symlink(target, os.path.join(dev, name))
+        _mount_dev(sys, dev, plan.privileged)
+    # mqueue shows the IPC namespace of whoever mounts it: never staged, the pod's is joined later.
+    sys.mount("mqueue", _ensure(os.path.join(dev, "mqueue"), True), "mqueue", nodev)
     for dest, source in plan.etc_files.items():
         _bind(sys, source, at(dest, is_dir=False), read_only=False, extra=nodev_unless_privileged)
     for m in plan.mounts:
@@ -266,16 +264,86 @@ def mount_rootfs(sys: SyscallsLike, plan: RootfsPlan) -> None:
         if not os.path.exists(m.source):
             raise OSError(errno.ENOENT, f"mount source {m.source} (for {m.destination}) does not exist")
         _bind(sys, m.source, at(m.destination, is_dir), m.read_only, extra=nodev_unless_privileged)
-    if plan.cgroup_mounts:
-        # in the sysfs just mounted, which has it
-        _mount_cgroups(sys, _ensure(os.path.join(sysfs, "fs", "cgroup"), True), plan)
     at(plan.working_dir)
-    if not plan.privileged:
-        _mask(sys, r, plan.masked_paths, plan.readonly_paths)
+    _mask(sys, lambda path: _kernel_path(r, path), [p for p in masked if p not in proc_masked],
+          [p for p in readonly if p not in proc_readonly])
+    if staged:
+        staged.close()
 
 
-def _mount_cgroups(sys: SyscallsLike, base: str, plan: RootfsPlan) -> None:
-    """/sys/fs/cgroup, read-only unless privileged: runtimes such as the JVM size themselves from it."""
+@dataclass
+class StagedMounts:
+    """A default container's /proc and /dev, as detached mount trees (file descriptors)."""
+
+    proc: int
+    dev: int
+
+    def close(self) -> None:
+        for fd in (self.proc, self.dev):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def stage_kernel_mounts(sys: SyscallsLike, scratch: str = "/tmp") -> StagedMounts:
+    """Build a default container's /proc (with its masks) and /dev before there is a container.
+
+    For a spare init, PID 1 of its PID namespace already (a procfs shows the PID
+    namespace of whoever mounts it), in a throwaway mount namespace: the mounts
+    are made under a tmpfs over `scratch` and cloned out as detached trees that
+    outlive that namespace. mount_rootfs attaches them, submounts and all: ~25
+    of a container's ~45 mounts leave CreateContainer's path. /sys and
+    /dev/mqueue are not staged: they show the network and IPC namespaces of their
+    mounter, and the pod's are joined later.
+    """
+    sys.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    sys.mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=700,size=64k")
+    proc = _ensure(os.path.join(scratch, "proc"), True)
+    _mount_proc(sys, proc, *_STAGED_PROC_MASKS)
+    dev = _ensure(os.path.join(scratch, "dev"), True)
+    _mount_dev(sys, dev, privileged=False)
+    proc_tree = sys.clone_tree(proc)
+    try:
+        return StagedMounts(proc_tree, sys.clone_tree(dev))
+    except OSError:
+        os.close(proc_tree)
+        raise
+
+
+def _mount_proc(sys: SyscallsLike, proc: str, masked: list[str], readonly: list[str]) -> None:
+    """procfs at `proc` with the given /proc/... paths masked and read-only."""
+    sys.mount("proc", proc, "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV)
+    _mask(sys, lambda path: proc + path[len("/proc"):], masked, readonly)
+
+
+def _mount_dev(sys: SyscallsLike, dev: str, privileged: bool) -> None:
+    """A tmpfs /dev with pts, shm, the device nodes and the usual links (mqueue apart)."""
+    nodev = MS_NOSUID | MS_NOEXEC | MS_NODEV
+    sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME | (0 if privileged else MS_NODEV),
+              "mode=755,size=65536k")
+    # From here on paths are inside the tmpfs just mounted (nothing of the image's): plain
+    # joins and mkdirs, without secure_join's walk.
+    sys.mount("devpts", _ensure(os.path.join(dev, "pts"), True), "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    sys.mount("shm", _ensure(os.path.join(dev, "shm"), True), "tmpfs", nodev, "mode=1777,size=65536k")
+    if privileged:
+        _host_devices(dev)
+    else:
+        for name in DEVICES:
+            sys.mount(f"/dev/{name}", _ensure(os.path.join(dev, name), False), None, MS_BIND)
+    for name, target in DEV_SYMLINKS.items():
+        with contextlib.suppress(FileExistsError):  # a host device of that name (privileged)
+            os.symlink(target, os.path.join(dev, name))
+
+
+def mount_cgroup_fs(sys: SyscallsLike, plan: RootfsPlan) -> None:
+    """/sys/fs/cgroup, read-only unless privileged: runtimes such as the JVM size themselves from it.
+
+    Separate from mount_rootfs because it comes after the init has joined its
+    cgroup and made its cgroup namespace (the mounts show that namespace's root).
+    """
+    if not plan.cgroup_mounts:
+        return
+    base = _ensure(secure_join(plan.root, "/sys/fs/cgroup"), True)  # in the sysfs mount_rootfs made
     flags = MS_NOSUID | MS_NOEXEC | MS_NODEV | (0 if plan.privileged else MS_RDONLY)
     if len(plan.cgroup_mounts) == 1 and plan.cgroup_mounts[0][0] == "":
         sys.mount("cgroup2", base, "cgroup2", flags)
@@ -298,9 +366,11 @@ def _host_devices(dev: str) -> None:
                 os.mknod(target, st.st_mode, st.st_rdev)
 
 
-def _mask(sys: SyscallsLike, root: str, masked: list[str], readonly: list[str]) -> None:
+def _mask(sys: SyscallsLike, where: Callable[[str], str], masked: list[str], readonly: list[str]) -> None:
+    """Hide `masked` paths (tmpfs over dirs, /dev/null over files) and make `readonly` ones so;
+    `where` maps a container path to the host path to mount on."""
     for path in masked:
-        target = _kernel_path(root, path)
+        target = where(path)
         try:
             is_dir = stat.S_ISDIR(os.stat(target).st_mode)
         except FileNotFoundError:
@@ -310,9 +380,13 @@ def _mask(sys: SyscallsLike, root: str, masked: list[str], readonly: list[str]) 
         else:
             sys.mount("/dev/null", target, None, MS_BIND)
     for path in readonly:
-        target = _kernel_path(root, path)
+        target = where(path)
         if os.path.exists(target):
             _bind(sys, target, target, read_only=True, extra=MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _under_proc(paths: list[str]) -> list[str]:
+    return [p for p in paths if p.startswith("/proc/") and ".." not in p.split("/")]
 
 
 def _kernel_path(root: str, path: str) -> str:
@@ -324,7 +398,15 @@ def _kernel_path(root: str, path: str) -> str:
 
 
 def pivot(sys: SyscallsLike, root: str, read_only: bool) -> None:
-    """Make `root` the new `/` and detach the host's root from this namespace."""
+    """Make `root` the new `/` and detach the host's root from this namespace.
+
+    The new root is a recursive bind of the assembled tree onto itself: its copy
+    numbers the mounts afresh in tree order, so the container's mountinfo lists
+    `/` first and each mount after its parent, however the tree was assembled
+    (trees attached from stage_kernel_mounts were made first). The original tree
+    goes with the old root.
+    """
+    sys.mount(root, root, None, MS_BIND | MS_REC)
     sys.chdir(root)
     # pivot_root(".", ".") stacks the old root under the new one; unmounting "."
     # then removes it, without needing a put_old directory in the image.
@@ -333,3 +415,7 @@ def pivot(sys: SyscallsLike, root: str, read_only: bool) -> None:
     sys.chdir("/")
     if read_only:
         sys.mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
+# What stage_kernel_mounts does to /proc: the defaults' /proc paths.
+_STAGED_PROC_MASKS = (_under_proc(MASKED_PATHS), _under_proc(READONLY_PATHS))

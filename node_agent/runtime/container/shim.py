@@ -23,12 +23,13 @@ from typing import Any
 
 from ..cgroups import Cgroups
 from ..linux import SyscallsLike
-from ..linux.constants import CLONE_NEWPID, NAMESPACE_FLAGS
+from ..linux.constants import CLONE_NEWNS, CLONE_NEWPID, NAMESPACE_FLAGS
 from . import init
 from .attach import AttachServer
 from .init import InitConfig
 from .launch import init_config_from_dict
 from .logs import LogWriter
+from .rootfs import StagedMounts, stage_kernel_mounts
 from .state import proc_start_time, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int) -> None:
     CreateContainer's path. Waits for one request on `requests` (a
     SOCK_SEQPACKET socket): {"state_dir": ...} with the ready and exited pipes
     attached, then lives as main(); EOF (the runtime has gone) ends it.
+    The init builds a default container's /proc and /dev while it waits.
     """
     try:
         _prepare(sys)
@@ -121,7 +123,7 @@ def _fork_early_init(sys: SyscallsLike, requests: int) -> EarlyInit:
             # A shim that dies before this line closes `theirs`' peer: the recv below sees EOF.
             sys.set_pdeathsig(signal.SIGKILL)
             _init_stdio(out_w, err_w)
-            _early_init(sys, theirs)
+            _early_init(sys, theirs, _stage(sys))
         except BaseException as e:
             try:
                 os.write(2, f"timonel: early init failed: {type(e).__name__}: {e}\n".encode())
@@ -134,7 +136,26 @@ def _fork_early_init(sys: SyscallsLike, requests: int) -> EarlyInit:
     return EarlyInit(pid, ours, out_r, err_r)
 
 
-def _early_init(sys: SyscallsLike, control: socket.socket) -> None:
+def _stage(sys: SyscallsLike) -> StagedMounts | None:
+    """/proc and /dev for a default container, built in a throwaway mount namespace (ours
+    is made at the request, from the host's mounts as they are then). None when the
+    kernel cannot (open_tree and move_mount are Linux 5.2): the init then builds them
+    itself, as for containers that want them otherwise. Our stderr is the container's
+    log, so a failure here is not written anywhere; it only costs time."""
+    own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sys.unshare(CLONE_NEWNS)
+        try:
+            return stage_kernel_mounts(sys)
+        except OSError:
+            return None
+        finally:
+            sys.setns(own, CLONE_NEWNS)  # an error here ends this init: the spare is not used
+    finally:
+        os.close(own)
+
+
+def _early_init(sys: SyscallsLike, control: socket.socket, staged: StagedMounts | None = None) -> None:
     """In the early init: wait for the state dir and ready pipe, join the pod, then run as init."""
     msg, fds, _, _ = socket.recv_fds(control, _MAX_REQUEST, 2)
     if not msg or not fds:
@@ -156,7 +177,7 @@ def _early_init(sys: SyscallsLike, control: socket.socket) -> None:
         except OSError:
             pass
         os._exit(1)
-    init.run(sys, cfg, ready_fd, start_fd, control.detach())  # it sends our mount namespace back
+    init.run(sys, cfg, ready_fd, start_fd, control.detach(), staged)  # it sends our mount namespace back
 
 
 def _prepare(sys: SyscallsLike) -> None:

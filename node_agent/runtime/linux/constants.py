@@ -36,6 +36,12 @@ MS_STRICTATIME = 1 << 24
 
 MNT_DETACH = 2
 
+# The mount API of Linux 5.2: a mount tree held by a file descriptor, attachable elsewhere.
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000  # O_CLOEXEC
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
 PR_SET_NAME = 15

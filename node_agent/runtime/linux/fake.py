@@ -73,6 +73,14 @@ class FakeSyscalls:
     def pivot_root(self, new_root: str, put_old: str) -> None:
         self._record("pivot_root", new_root, put_old)
 
+    def clone_tree(self, path: str) -> int:
+        self._record("clone_tree", path)
+        self._next_fd += 1
+        return self._next_fd
+
+    def attach_tree(self, fd: int, target: str) -> None:
+        self._record("attach_tree", fd, target)
+
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
         self._record("prctl", option, arg2, arg3)
         return 0

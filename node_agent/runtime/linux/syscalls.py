@@ -17,7 +17,11 @@ import socket
 import struct
 
 from .constants import (
+    AT_RECURSIVE,
     CAP_HEADER_VERSION_3,
+    MOVE_MOUNT_F_EMPTY_PATH,
+    OPEN_TREE_CLOEXEC,
+    OPEN_TREE_CLONE,
     PR_CAP_AMBIENT,
     PR_CAP_AMBIENT_CLEAR_ALL,
     PR_CAP_AMBIENT_RAISE,
@@ -32,10 +36,10 @@ from .constants import (
     SECCOMP_SET_MODE_FILTER,
 )
 
-# Syscalls glibc has no wrapper for, by machine.
+# Syscalls glibc has no wrapper for, by machine (from 424 on, every machine has the same numbers).
 _SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "seccomp": 317},
-    "aarch64": {"pivot_root": 41, "seccomp": 277},
+    "x86_64": {"pivot_root": 155, "seccomp": 317, "open_tree": 428, "move_mount": 429},
+    "aarch64": {"pivot_root": 41, "seccomp": 277, "open_tree": 428, "move_mount": 429},
 }
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
@@ -108,6 +112,21 @@ class Syscalls:
     def pivot_root(self, new_root: str, put_old: str) -> None:
         nr = _syscall_number("pivot_root")
         _check(_libc.syscall(nr, _b(new_root), _b(put_old)), f"pivot_root({new_root!r}, {put_old!r})")
+
+    def clone_tree(self, path: str) -> int:
+        """A detached copy of the mount tree at `path`, submounts included, as an fd
+        (open_tree with OPEN_TREE_CLONE): it outlives the mount namespace it came from."""
+        nr = _syscall_number("open_tree")
+        flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE
+        return _check(_libc.syscall(nr, ctypes.c_int(-100), _b(path), ctypes.c_uint(flags)),
+                      f"open_tree({path!r}, OPEN_TREE_CLONE|AT_RECURSIVE)")
+
+    def attach_tree(self, fd: int, target: str) -> None:
+        """Mount a tree from clone_tree on `target` (move_mount)."""
+        nr = _syscall_number("move_mount")
+        _check(_libc.syscall(nr, ctypes.c_int(fd), b"", ctypes.c_int(-100), _b(target),
+                             ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
+               f"move_mount(fd={fd}, {target!r})")
 
     # prctl
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:

@@ -143,13 +143,17 @@ def test_sys_fs_cgroup_is_mounted_read_only(tmp_path: Path) -> None:
     sys = FakeSyscalls()
     rootfs.mount_rootfs(sys, plan)
     base = plan.root + "/sys/fs/cgroup"
+    assert not [m for m in sys.find("mount") if m[1].startswith(base)]  # after the cgroup join, not here
+    rootfs.mount_cgroup_fs(sys, plan)
     mine = [m for m in sys.find("mount") if m[1].startswith(base)]
     assert [(m[1][len(base):], m[2]) for m in mine] == [("", "tmpfs"), ("/memory", "cgroup"),
                                                         ("/unified", "cgroup2"), ("", None)]
     assert mine[1][4] == "memory" and mine[1][3] & MS_RDONLY and mine[-1][3] & MS_RDONLY
     assert os.readlink(base + "/mem") == "memory"
     v2 = FakeSyscalls()
-    rootfs.mount_rootfs(v2, plan_for(tmp_path / "v2", cgroup_mounts=[["", "cgroup2", ""]]))
+    v2_plan = plan_for(tmp_path / "v2", cgroup_mounts=[["", "cgroup2", ""]])
+    rootfs.mount_rootfs(v2, v2_plan)
+    rootfs.mount_cgroup_fs(v2, v2_plan)
     assert [m[2] for m in v2.find("mount") if m[1].endswith("/sys/fs/cgroup")] == ["cgroup2"]
 
 
@@ -194,7 +198,8 @@ def test_long_layer_lists_mount_with_relative_paths(tmp_path: Path) -> None:
 def test_pivot_detaches_the_old_root(tmp_path: Path) -> None:
     sys = FakeSyscalls()
     rootfs.pivot(sys, "/new", read_only=True)
-    assert sys.calls == [("chdir", ("/new",)), ("pivot_root", (".", ".")), ("umount2", (".", MNT_DETACH)),
+    assert sys.calls == [("mount", ("/new", "/new", None, MS_BIND | MS_REC, None)),
+                         ("chdir", ("/new",)), ("pivot_root", (".", ".")), ("umount2", (".", MNT_DETACH)),
                          ("chdir", ("/",)), ("mount", (None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY, None))]
 
 
@@ -214,12 +219,28 @@ def test_init_setup_order_and_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     sys = FakeSyscalls()
     # after pivot_root the fake is still on the host: resolve the binary in the rootfs
     monkeypatch.setattr(init_, "find_executable", lambda name, path: "/bin/sh")
-    exe, env = init_.setup(sys, cfg)
-    assert [p.read_text() for p in procs] == ["0", "0"]  # joined before CLONE_NEWCGROUP
-    (flags,) = sys.find("unshare")[0]
-    assert flags == CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    joined_before_cgroupns = []
+    real_unshare = sys.unshare
+
+    def unshare(flags: int) -> None:
+        if flags & CLONE_NEWCGROUP:
+            joined_before_cgroupns.append([p.read_text() for p in procs])
+        real_unshare(flags)
+
+    monkeypatch.setattr(sys, "unshare", unshare)
+    start_r, start_w = os.pipe()
+    os.write(start_w, b"c")  # the runtime's word: the cgroup exists
+    exe, env = init_.setup(sys, cfg, start_r)
+    assert joined_before_cgroupns == [["0", "0"]]
+    assert [f for (f,) in sys.find("unshare")] == [CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS,
+                                                 CLONE_NEWCGROUP]
     names = sys.names()
     assert names.index("set_pdeathsig") < names.index("unshare") < names.index("sethostname")
+    # the rootfs is built while the runtime makes the cgroup; the cgroup mounts come after the join
+    mounts = sys.find("mount")
+    assert mounts[1][2] == "overlay"
+    os.write(start_w, b"s")
+    assert os.read(start_r, 1) == b"s"  # the start byte is left for run() to wait on
     assert names.index("loopback_up") < names.index("pivot_root") < names.index("setrlimit")
     assert sys.find("sethostname") == [("box",)]
     assert env["A"] == "1" and env["HOSTNAME"] == "box" and "PATH" in env
@@ -228,6 +249,18 @@ def test_init_setup_order_and_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert done.value.argv == ["sh", "-c", "true"]
     assert sys.uid == 1000 and sys.no_new_privs
     assert sys.names()[-2:] == ["seccomp_load", "execve"] or "seccomp_load" not in sys.names()
+
+
+def test_init_gives_up_when_the_runtime_has_no_cgroup(tmp_path: Path) -> None:
+    start_r, start_w = os.pipe()
+    os.write(start_w, b"x")
+    procs = tmp_path / "cgroup.procs"
+    with pytest.raises(init_.InitError, match="could not make the container's cgroup"):
+        init_.join_cgroup(FakeSyscalls(), [str(procs)], start_r)
+    assert not procs.exists()
+    os.close(start_w)
+    with pytest.raises(init_.InitError, match="went away"):
+        init_.join_cgroup(FakeSyscalls(), [str(procs)], start_r)
 
 
 def test_joined_namespaces_are_not_recreated(tmp_path: Path) -> None:
@@ -249,3 +282,47 @@ def test_find_executable_explains_what_is_missing(tmp_path: Path) -> None:
     assert init_.find_executable("tool", f"/nope:{tmp_path}/bin") == str(tool)
     with pytest.raises(init_.InitError, match="executable file not found: nope in PATH="):
         init_.find_executable("nope", str(tmp_path / "bin"))
+
+
+def test_staged_proc_and_dev_are_built_once_and_attached(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    (scratch / "proc/sys").mkdir(parents=True)  # what the procfs would show
+    (scratch / "proc/keys").touch()
+    stager = FakeSyscalls()
+    staged = rootfs.stage_kernel_mounts(stager, str(scratch))
+    staged_targets: dict = {}  # the first mount on each target (a remount may follow)
+    for m in stager.find("mount"):
+        if m[1].startswith(str(scratch)):
+            staged_targets.setdefault(m[1][len(str(scratch)):], m)
+    assert staged_targets["/proc"][2] == "proc" and staged_targets["/dev"][2] == "tmpfs"
+    assert staged_targets["/proc/keys"][0] == "/dev/null" and staged_targets["/proc/sys"][0] == str(scratch / "proc/sys")
+    assert "/dev/null" in staged_targets and "/dev/pts" in staged_targets
+    assert "/dev/mqueue" not in staged_targets  # shows the mounter's IPC namespace: made after the pod's is joined
+    assert [p for (p,) in stager.find("clone_tree")] == [str(scratch / "proc"), str(scratch / "dev")]
+
+    plan = plan_for(tmp_path / "c")
+    (Path(plan.root) / "sys/firmware").mkdir(parents=True)  # what the sysfs would show
+    sys = FakeSyscalls()
+    staged = rootfs.StagedMounts(*[os.open(os.devnull, os.O_RDONLY) for _ in range(2)])
+    rootfs.mount_rootfs(sys, plan, staged)
+    assert sys.find("attach_tree") == [(staged.proc, plan.root + "/proc"), (staged.dev, plan.root + "/dev")]
+    targets = [m[1][len(plan.root):] for m in sys.find("mount")]
+    assert "/proc" not in targets and "/dev" not in targets and "/dev/null" not in targets
+    assert "/sys" in targets and "/dev/mqueue" in targets and "/sys/firmware" in targets
+    assert "/proc/sys" not in targets  # the staged tree has it read-only already
+    with pytest.raises(OSError):
+        os.fstat(staged.proc)  # closed: the trees are attached (or dropped) by now
+
+
+def test_staged_mounts_are_not_used_when_the_plan_differs(tmp_path: Path) -> None:
+    def attached(**kw: object) -> list[str]:
+        sys = FakeSyscalls()
+        plan = plan_for(tmp_path / str(len(os.listdir(tmp_path))), **kw)
+        rootfs.mount_rootfs(sys, plan, rootfs.StagedMounts(*[os.open(os.devnull, os.O_RDONLY) for _ in range(2)]))
+        return [t[len(plan.root):] for _, t in sys.find("attach_tree")]
+
+    assert attached() == ["/proc", "/dev"]
+    assert attached(privileged=True) == []  # unmasked /proc, the host's devices
+    assert attached(masked_paths=["/proc/kcore"]) == ["/dev"]
+    assert attached(readonly_paths=[]) == ["/dev"]
+    assert attached(masked_paths=[*rootfs.MASKED_PATHS, "/etc/secret"]) == ["/proc", "/dev"]
