@@ -150,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     # The fork server first, while this process has no threads (gRPC starts some) and has
     # loaded little: children of a big process fork and start slower (copy-on-write faults).
     forkserver = start_fork_server(sysc, cgroups)
-    on_demand = start_fork_server(sysc, cgroups, spare_shims=False) if args.baseline else None
     procs: list[subprocess.Popen[bytes]] = []
     notes: list[str] = [
         "same work in cgroups for all: a cgroup in every v1 hierarchy and the cgroup2 mount, the first "
@@ -182,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             hide_v2_controllers(tmp)
             notes.append("crun: run in a private mount namespace that hides the cgroup2 controller list "
                          "(crun 1.8 refuses this hybrid host otherwise)")
-        return measure(args, tmp, parent, sysc, cgroups, forkserver, on_demand, pod, sock, archive, rootfs, peers,
+        return measure(args, tmp, parent, sysc, cgroups, forkserver, pod, sock, archive, rootfs, peers,
                        notes)
     finally:
         for proc in reversed(procs):
@@ -191,8 +190,6 @@ def main(argv: list[str] | None = None) -> int:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=30)
         forkserver.close()
-        if on_demand is not None:
-            on_demand.close()
         if cgroups.exists(parent):
             cgroups.kill(parent)
             cgroups.remove(parent)
@@ -200,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cgroups: object,
-            forkserver: object, on_demand: object, pod: subprocess.Popen[bytes], sock: str, archive: Path,
+            forkserver: object, pod: subprocess.Popen[bytes], sock: str, archive: Path,
             rootfs: str, peers: list[str], notes: list[str]) -> int:
     from timonel.node_agent.runtime.api import runtime_pb2 as pb
     from timonel.node_agent.runtime.client import RuntimeClient
@@ -255,8 +252,9 @@ def measure(args: argparse.Namespace, tmp: Path, parent: str, sysc: Syscalls, cg
 
     runners: dict[str, Callable[[str], float]] = {
         "timonel (gRPC API)": timed(grpc_once), "timonel (Python API)": timed(python_once)}
-    if on_demand is not None:
-        managers.append(ContainerManager(str(tmp / "on-demand"), cgroups, on_demand, sysc))  # type: ignore[arg-type]
+    if args.baseline:
+        managers.append(ContainerManager(str(tmp / "on-demand"), cgroups, forkserver, sysc,  # type: ignore[arg-type]
+                                         spare_shims=False))
         runners[BASELINE] = timed(lambda name: python_once(name, managers[-1], "on-demand"))
     oci_join = {"network": join["net"], "ipc": join["ipc"], "uts": join["uts"]}
     for peer in peers:

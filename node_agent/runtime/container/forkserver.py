@@ -1,4 +1,4 @@
-"""A warm process that forks shims, exec helpers and the janitor.
+"""A warm process that forks shims (spare ones too), exec helpers and the janitor.
 
 Started by the runtime before it starts any thread: the server itself is
 single-threaded, so its children may run Python freely between fork and
@@ -18,7 +18,6 @@ import select
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], list[int]], tuple[dict[str, Any], list[int]]]
 _MAX_MSG = 1 << 20
-IDLE_DELAY = 0.01  # seconds without a request before idle work (measured: 5-15 ms beat 0)
 
 
 class ForkServerError(RuntimeError):
@@ -54,16 +52,7 @@ def _reap() -> None:
             return
 
 
-def _idle(on_idle: Callable[[], None] | None) -> None:
-    if on_idle is None:
-        return
-    try:
-        on_idle()
-    except Exception:
-        log.exception("fork server idle work failed")
-
-
-def _serve(sock: socket.socket, handlers: dict[str, Handler], on_idle: Callable[[], None] | None = None) -> None:
+def _serve(sock: socket.socket, handlers: dict[str, Handler]) -> None:
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -72,15 +61,8 @@ def _serve(sock: socket.socket, handlers: dict[str, Handler], on_idle: Callable[
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     poller.register(wake_r, select.POLLIN)
-    _idle(on_idle)
-    idle_due: float | None = None
     while True:
-        events = poller.poll(None if idle_due is None else max(idle_due - time.monotonic(), 0) * 1000)
-        if not events and idle_due is not None:
-            idle_due = None
-            _idle(on_idle)
-            continue
-        for fd, _ in events:
+        for fd, _ in poller.poll():
             if fd == wake_r:
                 try:
                     while os.read(wake_r, 4096):
@@ -98,8 +80,6 @@ def _serve(sock: socket.socket, handlers: dict[str, Handler], on_idle: Callable[
             finally:
                 for fd in reply_fds:
                     os.close(fd)
-            if on_idle is not None:  # soon, but not while the caller's new child starts up on a busy box
-                idle_due = time.monotonic() + IDLE_DELAY
 
 
 def _dispatch(handlers: dict[str, Handler], msg: bytes, fds: list[int]) -> tuple[dict[str, Any], list[int]]:
@@ -121,11 +101,9 @@ def _dispatch(handlers: dict[str, Handler], msg: bytes, fds: list[int]) -> tuple
 
 
 class ForkServer:
-    def __init__(self, handlers: dict[str, Handler], on_start: Callable[[], None] | None = None,
-                 on_idle: Callable[[], None] | None = None):
+    def __init__(self, handlers: dict[str, Handler], on_start: Callable[[], None] | None = None):
         self.handlers = handlers
         self.on_start = on_start  # runs first in the server process (e.g. to name it)
-        self.on_idle = on_idle  # runs in the server at start and after each reply (e.g. to fork spares)
         self.pid = 0
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
@@ -142,7 +120,7 @@ class ForkServer:
                 close_fds({child.fileno()})
                 if self.on_start:
                     self.on_start()
-                _serve(child, self.handlers, self.on_idle)
+                _serve(child, self.handlers)
             except BaseException:
                 log.exception("fork server crashed")
                 code = 1

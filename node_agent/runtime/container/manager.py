@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import json
 import logging
 import os
 import resource
@@ -26,6 +27,7 @@ from . import seccomp
 from .exec import ExecProcess, ExecResult, collect
 from .forkserver import ForkServer
 from .janitor import Janitor, delete_now
+from .spares import Spares
 from .spec import ContainerSpec, SpecError
 from .state import (
     CREATED,
@@ -67,9 +69,12 @@ class ContainerStats:
 
 class ContainerManager:
     def __init__(self, root: str, cgroups: Cgroups, forkserver: ForkServer, sys: SyscallsLike,
-                 force_copy_rootfs: bool = False, create_timeout: float = 120.0, state_root: str | None = None):
+                 force_copy_rootfs: bool = False, create_timeout: float = 120.0, state_root: str | None = None,
+                 spare_shims: bool = True):
         """Containers' writable layers go under `root`; their state (JSON files, fifo, /etc
-        files, rootfs mount point) under `state_root` when given (the runtime's tmpfs)."""
+        files, rootfs mount point) under `state_root` when given (the runtime's tmpfs).
+        With `spare_shims`, a shim and its init are always forked ahead of the next
+        container (two idle processes more; see spares.py)."""
         self.root = root
         self.dir = os.path.join(state_root or root, "containers")
         self.layers = os.path.join(root, "containers")
@@ -94,6 +99,7 @@ class ContainerManager:
         self.trash = os.path.join(state_root or root, "trash")
         self.layer_trash = os.path.join(root, "trash")
         self.janitor = Janitor(forkserver)
+        self.spares = Spares(forkserver) if spare_shims else None
         for trash in {self.trash, self.layer_trash}:
             os.makedirs(trash, exist_ok=True)
             for name in os.listdir(trash):  # left by a runtime that died mid-removal
@@ -249,8 +255,7 @@ class ContainerManager:
         exited_r, exited_w = os.pipe2(os.O_CLOEXEC)
         self._exited_fds[spec.id] = exited_r
         try:
-            _, fds = self.forkserver.call("shim", {"state_dir": d}, [ready_w, exited_w])
-            self._shim_fds[spec.id] = fds[0]
+            self._shim_fds[spec.id] = self._start_shim(spec, d, ready_w, exited_w)
             os.close(ready_w)
             os.close(exited_w)
             ready_w = exited_w = -1
@@ -274,6 +279,32 @@ class ContainerManager:
         deadline = time.monotonic() + 5.0
         while not self._shim(spec.id).get("pid") and time.monotonic() < deadline:
             time.sleep(0.0005)
+
+    def _start_shim(self, spec: ContainerSpec, d: str, ready_w: int, exited_w: int) -> int:
+        """Hand the container to the spare shim and its init, else have one forked; the shim's pidfd."""
+        spare = self.spares.take() if self.spares is not None else None
+        if spare is not None:
+            stdin = os.pipe2(os.O_CLOEXEC) if spec.stdin and not spec.tty else (-1, -1)
+            try:
+                # The init first: it is what create waits for.
+                socket.send_fds(spare.init, [d.encode()], [ready_w] + ([stdin[0]] if stdin[0] >= 0 else []))
+                socket.send_fds(spare.shim, [json.dumps({"state_dir": d, "stdin": stdin[0] >= 0}).encode()],
+                                [exited_w] + ([stdin[1]] if stdin[1] >= 0 else []))
+            except OSError as e:  # it died (killed?): fork a shim the slow way
+                log.warning("spare shim unusable pid=%d err=%s", spare.pid, e)
+                spare.close()
+                spare = None
+            finally:
+                for fd in stdin:
+                    if fd >= 0:
+                        os.close(fd)
+                if spare is not None:
+                    spare.shim.close()
+                    spare.init.close()
+            if spare is not None:
+                return spare.pidfd
+        _, fds = self.forkserver.call("shim", {"state_dir": d}, [ready_w, exited_w])
+        return fds[0]
 
     def start(self, cid: str) -> None:
         with self._lock(cid):
@@ -502,6 +533,8 @@ class ContainerManager:
         """Close our descriptors; waits (up to `timeout`) until removed containers' state is deleted."""
         self._closed = True
         self._prime_wanted.set()
+        if self.spares is not None:
+            self.spares.close()
         self.janitor.close(timeout)
         for fd in [*self._shim_fds.values(), *self._exited_fds.values()]:
             os.close(fd)

@@ -46,71 +46,80 @@ class EarlyInit:
     """The container's init, forked by a spare shim before the container was known."""
 
     pid: int
-    control: socket.socket  # the state dir and the ready pipe go to it here
+    control: socket.socket  # its mount namespace (and a tty's pty master) comes back here
     out_r: int
     err_r: int
 
 
 def main(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, ready_fd: int, exited_fd: int = -1,
-         early: EarlyInit | None = None) -> None:
+         early: EarlyInit | None = None, stdin_w: int = -1) -> None:
     """The shim's life; ends with os._exit.
 
     `exited_fd` (optional) is closed as soon as exit.json is written, so the
     runtime that created us wakes without waiting for this process to end.
-    `early`: spare() has done the container-independent first steps and forked init.
+    `early`: spare() has done the container-independent first steps and forked init,
+    which the runtime has handed the container (and the ready pipe: `ready_fd` is -1);
+    `stdin_w` is then the write end of the container's stdin pipe, if it has one.
     """
     try:
         if early is None:
             _prepare(sys)
-        launch = read_json(os.path.join(state_dir, "launch.json"))
-        if launch is None:
-            raise RuntimeError(f"{state_dir}/launch.json is missing or unreadable")
-        stdio = launch.get("stdio") or {}
-        stdin = os.pipe2(os.O_CLOEXEC) if stdio.get("stdin") and not stdio.get("tty") else (-1, -1)
-        if early is not None:
-            # Its init is waiting already: it reads the plan and joins the pod itself, while
-            # this process sets up its log and loop.
-            socket.send_fds(early.control, [state_dir.encode()], [ready_fd] if stdin[0] < 0 else [ready_fd, stdin[0]])
-            os.close(ready_fd)
+        launch = _read_launch(state_dir)
+        if early is None:
+            stdio = launch.get("stdio") or {}
+            stdin = os.pipe2(os.O_CLOEXEC) if stdio.get("stdin") and not stdio.get("tty") else (-1, -1)
+        else:
+            stdin = (-1, stdin_w)
         _stdio(os.path.join(state_dir, "shim.log"))
         code = _supervise(sys, cgroups, state_dir, launch, ready_fd, exited_fd, early, stdin)
     except BaseException as e:
-        try:
-            os.write(ready_fd, f"error shim: {type(e).__name__}: {e}\n".encode())
-        except OSError:
-            pass
+        if ready_fd >= 0:
+            try:
+                os.write(ready_fd, f"error shim: {type(e).__name__}: {e}\n".encode())
+            except OSError:
+                pass
         log.exception("shim failed state_dir=%s", state_dir)
         code = 1
     os._exit(code)
 
 
-def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int) -> None:
-    """A shim forked ahead of need by the fork server; ends with os._exit.
+def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int, init_requests: int) -> None:
+    """A shim forked ahead of need by the fork server (see spares.py); ends with os._exit.
 
-    Forking a Python process and its first steps in the child (copy-on-write
-    faults) take 1-3 ms per process: the shim and, in a new PID namespace, the
-    container's init are forked before a container is asked for, off
-    CreateContainer's path. Waits for one request on `requests` (a
-    SOCK_SEQPACKET socket): {"state_dir": ...} with the ready and exited pipes
-    attached, then lives as main(); EOF (the runtime has gone) ends it.
-    The init builds a default container's /proc and /dev while it waits.
+    Forks the container's init at once, in a new PID namespace; the init builds a
+    default container's /proc and /dev while it waits. The runtime hands the
+    container to both: to the init on `init_requests` (the state dir, with the
+    ready pipe and a stdin pipe's read end), to this shim on `requests`
+    ({"state_dir": ..., "stdin": bool}, with the exited pipe and the stdin pipe's
+    write end); then this lives as main(). EOF (the runtime has gone, or dropped
+    us) ends both.
     """
     try:
         _prepare(sys)
-        early = _fork_early_init(sys, requests)
+        early = _fork_early_init(sys, requests, init_requests)
+        os.close(init_requests)
         with socket.socket(fileno=requests) as sock:
             msg, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, 2)
     except BaseException:
         log.exception("spare shim failed before its request")
         os._exit(1)
-    if not msg or len(fds) != 2:
+    if not msg or not fds:
         for fd in fds:
             os.close(fd)
         os._exit(0)  # the early init dies with us (PR_SET_PDEATHSIG)
-    main(sys, cgroups, json.loads(msg)["state_dir"], fds[0], fds[1], early)
+    request = json.loads(msg)
+    stdin_w = fds[1] if request.get("stdin") and len(fds) > 1 else -1
+    main(sys, cgroups, request["state_dir"], -1, fds[0], early, stdin_w)
 
 
-def _fork_early_init(sys: SyscallsLike, requests: int) -> EarlyInit:
+def _read_launch(state_dir: str) -> dict[str, Any]:
+    launch = read_json(os.path.join(state_dir, "launch.json"))
+    if launch is None:
+        raise RuntimeError(f"{state_dir}/launch.json is missing or unreadable")
+    return launch
+
+
+def _fork_early_init(sys: SyscallsLike, requests: int, init_requests: int) -> EarlyInit:
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -120,10 +129,9 @@ def _fork_early_init(sys: SyscallsLike, requests: int) -> EarlyInit:
         try:
             os.close(requests)
             ours.close()
-            # A shim that dies before this line closes `theirs`' peer: the recv below sees EOF.
             sys.set_pdeathsig(signal.SIGKILL)
             _init_stdio(out_w, err_w)
-            _early_init(sys, theirs, _stage(sys))
+            _early_init(sys, init_requests, theirs, _stage(sys))
         except BaseException as e:
             try:
                 os.write(2, f"timonel: early init failed: {type(e).__name__}: {e}\n".encode())
@@ -155,9 +163,11 @@ def _stage(sys: SyscallsLike) -> StagedMounts | None:
         os.close(own)
 
 
-def _early_init(sys: SyscallsLike, control: socket.socket, staged: StagedMounts | None = None) -> None:
-    """In the early init: wait for the state dir and ready pipe, join the pod, then run as init."""
-    msg, fds, _, _ = socket.recv_fds(control, _MAX_REQUEST, 2)
+def _early_init(sys: SyscallsLike, requests: int, hold: socket.socket, staged: StagedMounts | None = None) -> None:
+    """In the early init: wait for the state dir and ready pipe, join the pod, then run as
+    init; our mount namespace goes back to the shim on `hold`."""
+    with socket.socket(fileno=requests) as sock:
+        msg, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, 2)
     if not msg or not fds:
         os._exit(1)
     state_dir, ready_fd = msg.decode(), fds[0]
@@ -177,7 +187,7 @@ def _early_init(sys: SyscallsLike, control: socket.socket, staged: StagedMounts 
         except OSError:
             pass
         os._exit(1)
-    init.run(sys, cfg, ready_fd, start_fd, control.detach(), staged)  # it sends our mount namespace back
+    init.run(sys, cfg, ready_fd, start_fd, hold.detach(), staged)  # it sends our mount namespace back
 
 
 def _prepare(sys: SyscallsLike) -> None:
