@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -194,6 +195,37 @@ def cpu_seconds(up: Up) -> dict[str, float]:
                 total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
         out[name] = total / tick
     return out
+
+
+def machine_cpu() -> tuple[float, float, float]:
+    """(busy, total, of busy: interrupts) CPU seconds of the whole machine so far, from
+    /proc/stat: what the per-part figures leave out shows in the gap. Time the hypervisor
+    took (steal) is neither busy nor counted."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq = ticks[:7]
+    busy = user + nice + system + irq + softirq
+    return busy / tick, (busy + idle + iowait) / tick, (irq + softirq) / tick
+
+
+def kernel_threads_cpu() -> float:
+    """CPU seconds used so far by the kernel's threads (children of kthreadd): network
+    namespace set-up and clean-up, RCU callbacks, writeback."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+                if fields[1] in ("0", "2"):  # ppid: kthreadd's children (and kthreadd)
+                    total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def own_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def pod_manifest(name: str) -> Obj:
@@ -392,15 +424,20 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.idle_seconds)
         memory = idle_memory(up)
         before: dict[str, dict[str, float]] = {}
+        window: dict[str, tuple[float, ...]] = {}
 
         running = up
         before["requests"] = api_requests(up)
 
         def at_start() -> None:  # the clients are connected; the creates are under way
             before["cpu"] = cpu_seconds(running)
+            window["machine"] = machine_cpu()
+            window["own"] = (own_cpu(), kernel_threads_cpu())
 
         result = startup(up, args.pods, at_start)
         cpu = {name: used - before["cpu"].get(name, 0.0) for name, used in cpu_seconds(up).items()}
+        machine = tuple(now - then for now, then in zip((*machine_cpu(), own_cpu(), kernel_threads_cpu()),
+                                                          window["machine"] + window["own"], strict=True))
         requests_now = api_requests(up)
         per_pod = {k: (n - before["requests"].get(k, 0.0)) / args.pods for k, n in requests_now.items()
                    if k.split()[0] in ("CREATE", "UPDATE", "PATCH", "DELETE")}  # not the bench's own reads
@@ -431,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
           f"p99 {percentile(result.bound, 0.99) * 1000:7.0f} ms")
     print(f"  CPU seconds from the first create to the last Ready ({os.cpu_count() or 1} CPUs x {wall:.1f} s "
           f"= {(os.cpu_count() or 1) * wall:.1f}): " + ", ".join(f"{n} {used:.1f}" for n, used in cpu.items()))
+    print(f"  the whole machine meanwhile: {machine[0]:.1f} CPU-s busy of {machine[1]:.1f} "
+          f"({100 * machine[0] / max(machine[1], 1e-9):.0f}%), of which interrupts {machine[2]:.1f}, "
+          f"the kernel's threads {machine[4]:.1f}, this benchmark's own clients and watch {machine[3]:.1f}")
     busy = sorted(((n, k) for k, n in per_pod.items() if n >= 0.05), reverse=True)
     print(f"  API writes per pod meanwhile ({sum(n for n, _ in busy):.1f}): "
           + ", ".join(f"{k} {n:.2f}" for n, k in busy))

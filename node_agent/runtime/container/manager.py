@@ -243,10 +243,7 @@ class ContainerManager:
         if bpf is not None:
             with open(os.path.join(d, "seccomp.bpf"), "wb") as f:
                 f.write(bpf)
-        write_json(os.path.join(d, "spec.json"), spec.to_dict())
         write_json(os.path.join(d, "launch.json"), plan)
-        write_json(os.path.join(d, "meta.json"), {"created_at": time.time_ns(), "cgroup": cgroup,
-                                                 "started_at": None})
         os.mkfifo(os.path.join(d, "start.fifo"), 0o600)
         # Held open until the init has answered: a FIFO keeps what is written to it only while
         # someone has it open, and the init may not have opened it yet when we write.
@@ -259,7 +256,11 @@ class ContainerManager:
             os.close(ready_w)
             os.close(exited_w)
             ready_w = exited_w = -1
-            # The init builds the rootfs meanwhile and joins the cgroup when told it exists.
+            # The init builds the rootfs meanwhile and joins the cgroup when told it exists;
+            # what only the runtime reads is written meanwhile too.
+            write_json(os.path.join(d, "spec.json"), spec.to_dict())
+            write_json(os.path.join(d, "meta.json"), {"created_at": time.time_ns(), "cgroup": cgroup,
+                                                     "started_at": None})
             try:
                 self.cgroups.create(cgroup, spec.resources)
             except BaseException:
