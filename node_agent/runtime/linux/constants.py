@@ -1,5 +1,7 @@
 """Kernel constants (uapi values; identical on x86_64 and aarch64)."""
 
+import functools
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
@@ -73,8 +75,10 @@ CAPABILITIES = [
 CAP_NUMBERS = {name: i for i, name in enumerate(CAPABILITIES)}
 
 
+@functools.cache
 def last_cap() -> int:
-    """Highest capability this kernel knows (capabilities past it cannot be dropped)."""
+    """Highest capability this kernel knows (capabilities past it cannot be dropped); read
+    once per process (a create asked three times)."""
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             return int(f.read())
