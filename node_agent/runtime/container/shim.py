@@ -167,6 +167,12 @@ def _early_init(sys: SyscallsLike, requests: int, hold: socket.socket, staged: S
     """In the early init: wait for the state dir and ready pipe, join the pod, then run as
     init; our mount namespace goes back to the shim on `hold`."""
     with socket.socket(fileno=requests) as sock:
+        # The runtime holds the other end of `requests`, not the shim: a shim that died before
+        # our PR_SET_PDEATHSIG (or at any time before the request) shows as EOF on `hold`, and
+        # an init left without its shim must not take a container.
+        ready, _, _ = select.select([sock, hold], [], [])
+        if hold in ready:
+            os._exit(1)
         msg, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, 2)
     if not msg or not fds:
         os._exit(1)

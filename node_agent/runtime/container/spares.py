@@ -51,7 +51,7 @@ class Spares:
         self._wanted = threading.Event()
         self._wanted.set()  # one for the first container
         self._last_take = -1.0
-        self._closed = False
+        self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="timonel-spares", daemon=True)
         self._thread.start()
 
@@ -63,31 +63,38 @@ class Spares:
         self._wanted.set()
         return spare
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Drop the spare and end the thread; call it before closing the fork server. The
+        thread must be gone before the next fork server starts in this process: forking
+        while it holds a lock (logging's, say) would leave that lock held in the child."""
         with self._lock:
-            self._closed = True
+            self._closed.set()
             spare, self._spare = self._spare, None
         self._wanted.set()
         if spare is not None:
             spare.close()
+        self._thread.join(timeout)
 
     def _loop(self) -> None:
         while True:
             self._wanted.wait()
-            while not self._closed and (left := self._last_take + IDLE_DELAY - time.monotonic()) > 0:
-                time.sleep(left)
+            while (left := self._last_take + IDLE_DELAY - time.monotonic()) > 0:
+                if self._closed.wait(left):
+                    return
             self._wanted.clear()
             with self._lock:
-                if self._closed:
+                if self._closed.is_set():
                     return
                 if self._spare is not None:
                     continue
             spare = self._fork()
             if spare is None:
-                time.sleep(RETRY_DELAY)  # e.g. the fork server is gone: creates fork on demand and fail clearly
+                # e.g. the fork server is gone: creates fork on demand (and fail clearly)
+                if self._closed.wait(RETRY_DELAY):
+                    return
                 continue
             with self._lock:
-                if not self._closed:
+                if not self._closed.is_set():
                     self._spare, spare = spare, None
             if spare is not None:
                 spare.close()
@@ -97,7 +104,8 @@ class Spares:
         try:
             reply, fds = self._forkserver.call("spare", {})
         except ForkServerError as e:
-            log.warning("cannot fork a spare shim err=%s; containers start a little slower", e)
+            if not self._closed.is_set():
+                log.warning("cannot fork a spare shim err=%s; containers start a little slower", e)
             return None
         pidfd, shim_fd, init_fd = fds
         return Spare(reply["pid"], pidfd, socket.socket(fileno=shim_fd), socket.socket(fileno=init_fd))
