@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
-import socket
-import struct
 
-from . import _sys
+from ..linux import Syscalls
+from ..linux.constants import MNT_DETACH, MS_BIND, MS_REC, MS_SHARED
 from .config import NetworkError
 from .nsrun import run_in_netns, run_in_new_netns
 
@@ -26,10 +24,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NETNS_DIR = "/run/timonel/netns"
 
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP = 0x1
-_IFREQ = "16sH22x"  # struct ifreq: name, then ifr_flags at the start of a 24-byte union
+_kernel = Syscalls()
 
 
 def netns_path(name: str, netns_dir: str = DEFAULT_NETNS_DIR) -> str:
@@ -104,14 +99,11 @@ def release_netns_dir(netns_dir: str = DEFAULT_NETNS_DIR) -> bool:
 
 def set_loopback_up() -> None:
     """Bring ``lo`` up in the calling thread's network namespace (a new one has it down)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        flags = struct.unpack(_IFREQ, fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, struct.pack(_IFREQ, b"lo", 0)))[1]
-        if not flags & _IFF_UP:
-            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | _IFF_UP))
+    _kernel.loopback_up()
 
 
 def _bind_and_lo_up(path: str) -> None:
-    _sys.mount("/proc/thread-self/ns/net", path, None, _sys.MS_BIND)
+    _kernel.mount("/proc/thread-self/ns/net", path, None, MS_BIND)
     set_loopback_up()
 
 
@@ -124,12 +116,12 @@ def _make_shared_mountpoint(directory: str) -> None:
     if directory in _shared_dirs:
         return
     try:
-        _sys.mount("none", directory, None, _sys.MS_SHARED | _sys.MS_REC)
+        _kernel.mount("none", directory, None, MS_SHARED | MS_REC)
     except OSError as e:
         if e.errno != errno.EINVAL:  # EINVAL: not a mount point yet
             raise NetworkError(f"cannot make {directory} a shared mount: {e.strerror}") from e
-        _sys.mount(directory, directory, None, _sys.MS_BIND | _sys.MS_REC)
-        _sys.mount("none", directory, None, _sys.MS_SHARED | _sys.MS_REC)
+        _kernel.mount(directory, directory, None, MS_BIND | MS_REC)
+        _kernel.mount("none", directory, None, MS_SHARED | MS_REC)
     _shared_dirs.add(directory)
 
 
@@ -137,7 +129,7 @@ def _unmount_all(path: str) -> None:
     # A path can carry stacked mounts (e.g. created twice by a buggy caller): peel all.
     for _ in range(64):
         try:
-            _sys.umount2(path, _sys.MNT_DETACH)
+            _kernel.umount2(path, MNT_DETACH)
         except OSError as e:
             if e.errno in (errno.EINVAL, errno.ENOENT):
                 return

@@ -16,11 +16,13 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import _sys
+from ..linux import Syscalls
+from ..linux.constants import CLONE_NEWNET
 
 T = TypeVar("T")
 
 _worker = threading.local()
+_kernel = Syscalls()
 
 
 def run_in_netns(netns: str | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -39,7 +41,7 @@ def run_in_fresh_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def run_in_new_netns(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``fn`` in a fresh thread that has just unshared a brand-new network namespace."""
-    return _run(lambda: _sys.unshare(_sys.CLONE_NEWNET), fn, args, kwargs)
+    return _run(lambda: _kernel.unshare(CLONE_NEWNET), fn, args, kwargs)
 
 
 def join_netns(netns: str) -> None:
@@ -55,7 +57,7 @@ def join_netns(netns: str) -> None:
     except FileNotFoundError:
         raise FileNotFoundError(2, "network namespace file does not exist", netns) from None
     try:
-        _sys.setns(fd, _sys.CLONE_NEWNET)
+        _kernel.setns(fd, CLONE_NEWNET)
     finally:
         os.close(fd)
 
