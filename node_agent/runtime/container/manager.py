@@ -9,7 +9,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
-import json
 import logging
 import os
 import resource
@@ -284,26 +283,8 @@ class ContainerManager:
     def _start_shim(self, spec: ContainerSpec, d: str, ready_w: int, exited_w: int) -> int:
         """Hand the container to the spare shim and its init, else have one forked; the shim's pidfd."""
         spare = self.spares.take() if self.spares is not None else None
-        if spare is not None:
-            stdin = os.pipe2(os.O_CLOEXEC) if spec.stdin and not spec.tty else (-1, -1)
-            try:
-                # The init first: it is what create waits for.
-                socket.send_fds(spare.init, [d.encode()], [ready_w] + ([stdin[0]] if stdin[0] >= 0 else []))
-                socket.send_fds(spare.shim, [json.dumps({"state_dir": d, "stdin": stdin[0] >= 0}).encode()],
-                                [exited_w] + ([stdin[1]] if stdin[1] >= 0 else []))
-            except OSError as e:  # it died (killed?): fork a shim the slow way
-                log.warning("spare shim unusable pid=%d err=%s", spare.pid, e)
-                spare.close()
-                spare = None
-            finally:
-                for fd in stdin:
-                    if fd >= 0:
-                        os.close(fd)
-                if spare is not None:
-                    spare.shim.close()
-                    spare.init.close()
-            if spare is not None:
-                return spare.pidfd
+        if spare is not None and spare.hand_over(d, ready_w, exited_w, spec.stdin and not spec.tty):
+            return spare.pidfd
         _, fds = self.forkserver.call("shim", {"state_dir": d}, [ready_w, exited_w])
         return fds[0]
 

@@ -43,9 +43,17 @@ MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/pro
                 "/sys/firmware", "/sys/devices/virtual/powercap"]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
-_MAX_MOUNT_DATA = 4000
+
+def _under_proc(paths: list[str]) -> list[str]:
+    return [p for p in paths if p.startswith("/proc/") and ".." not in p.split("/")]
+
+
+# What stage_kernel_mounts does to /proc: the defaults' /proc paths.
+_STAGED_PROC_MASKS = (_under_proc(MASKED_PATHS), _under_proc(READONLY_PATHS))
+
+_MAX_MOUNT_DATA = 4000  # the kernel copies at most one page of mount options
 # Errors that mean "overlay cannot be used here" (rather than "bad layers"): copy instead.
-_NO_OVERLAY = (errno.EINVAL, errno.ENODEV, errno.EOPNOTSUPP, errno.ENOSYS)  # the kernel copies at most one page of mount options
+_NO_OVERLAY = (errno.EINVAL, errno.ENODEV, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 @dataclass
@@ -385,14 +393,11 @@ def _mask(sys: SyscallsLike, where: Callable[[str], str], masked: list[str], rea
             _bind(sys, target, target, read_only=True, extra=MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def _under_proc(paths: list[str]) -> list[str]:
-    return [p for p in paths if p.startswith("/proc/") and ".." not in p.split("/")]
-
-
 def _kernel_path(root: str, path: str) -> str:
-    """A path of the container; a plain join under /proc and /sys, which are the kernel's
-    filesystems mounted just now (no image file can redirect it), else secure_join."""
-    if path.startswith(("/proc/", "/sys/")) and ".." not in path.split("/"):
+    """A path of the container; a plain join under /sys, the kernel's filesystem mounted
+    just now (no image file can redirect it), else secure_join. (/proc paths are masked
+    where procfs is mounted, by _mount_proc.)"""
+    if path.startswith("/sys/") and ".." not in path.split("/"):
         return root + path
     return secure_join(root, path)
 
@@ -415,7 +420,3 @@ def pivot(sys: SyscallsLike, root: str, read_only: bool) -> None:
     sys.chdir("/")
     if read_only:
         sys.mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-
-
-# What stage_kernel_mounts does to /proc: the defaults' /proc paths.
-_STAGED_PROC_MASKS = (_under_proc(MASKED_PATHS), _under_proc(READONLY_PATHS))

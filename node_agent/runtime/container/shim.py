@@ -90,8 +90,8 @@ def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int, init_requests: int
     default container's /proc and /dev while it waits. The runtime hands the
     container to both: to the init on `init_requests` (the state dir, with the
     ready pipe and a stdin pipe's read end), to this shim on `requests`
-    ({"state_dir": ..., "stdin": bool}, with the exited pipe and the stdin pipe's
-    write end); then this lives as main(). EOF (the runtime has gone, or dropped
+    ({"state_dir": ...}, with the exited pipe and, if the container has stdin,
+    the write end of its pipe); then this lives as main(). EOF (the runtime has gone, or dropped
     us) ends both.
     """
     try:
@@ -107,9 +107,7 @@ def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int, init_requests: int
         for fd in fds:
             os.close(fd)
         os._exit(0)  # the early init dies with us (PR_SET_PDEATHSIG)
-    request = json.loads(msg)
-    stdin_w = fds[1] if request.get("stdin") and len(fds) > 1 else -1
-    main(sys, cgroups, request["state_dir"], -1, fds[0], early, stdin_w)
+    main(sys, cgroups, json.loads(msg)["state_dir"], -1, fds[0], early, fds[1] if len(fds) > 1 else -1)
 
 
 def _read_launch(state_dir: str) -> dict[str, Any]:

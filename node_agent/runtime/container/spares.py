@@ -13,6 +13,7 @@ containers just handed out start up on a busy machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -32,8 +33,28 @@ RETRY_DELAY = 1.0
 class Spare:
     pid: int
     pidfd: int  # the shim's
-    shim: socket.socket  # {"state_dir": ..., "stdin": bool} + [exited_w, stdin_w?] go to the shim here
+    shim: socket.socket  # {"state_dir": ...} + [exited_w, stdin_w?] go to the shim here
     init: socket.socket  # the state dir + [ready_w, stdin_r?] go to its init here
+
+    def hand_over(self, state_dir: str, ready_w: int, exited_w: int, with_stdin: bool) -> bool:
+        """Give the container to the init (first: it is what create waits for) and the shim,
+        with a stdin pipe between them if it has one; False when the spare is unusable (it
+        died: the caller forks a shim on demand). Our sockets are closed either way."""
+        stdin = os.pipe2(os.O_CLOEXEC) if with_stdin else None
+        try:
+            socket.send_fds(self.init, [state_dir.encode()], [ready_w, *stdin[:1]] if stdin else [ready_w])
+            socket.send_fds(self.shim, [json.dumps({"state_dir": state_dir}).encode()],
+                            [exited_w, *stdin[1:]] if stdin else [exited_w])
+            self.shim.close()
+            self.init.close()
+            return True
+        except OSError as e:  # killed, say
+            log.warning("spare shim unusable pid=%d err=%s", self.pid, e)
+            self.close()
+            return False
+        finally:
+            for fd in stdin or ():
+                os.close(fd)
 
     def close(self) -> None:
         """Unused: closing its sockets ends the shim (EOF), and its init with it."""

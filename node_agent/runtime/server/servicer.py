@@ -62,6 +62,14 @@ class _Base:
             await self.abort(context, what, e)
             raise AssertionError("unreachable") from None
 
+    async def status(self, context: grpc.aio.ServicerContext, what: str, fn: Callable[..., T], ref: str,
+                     verbose: bool) -> T:
+        """A status call: on the loop (inline) from what is in memory, in a thread when verbose
+        (it reads more); the agent asks after every pod change."""
+        if verbose:
+            return await self.call(context, what, fn, self.rt, ref, True)
+        return await self.inline(context, what, fn, self.rt, ref, False)
+
     async def abort(self, context: grpc.aio.ServicerContext, what: str, e: BaseException) -> None:
         code, msg = status_for(e, what)
         log.info("rpc=%s code=%s error=%s", what, code.name, msg)
@@ -106,13 +114,9 @@ class RuntimeServicer(_Base, pb_grpc.RuntimeServiceServicer):
 
     async def PodSandboxStatus(self, request: pb.PodSandboxStatusRequest,
                                context: Any) -> pb.PodSandboxStatusResponse:
-        # In memory but for one small file read at most (verbose reads more): for the loop,
-        # as the agent asks after every pod change.
-        if request.verbose:
-            return await self.call(context, "PodSandboxStatus", pods.sandbox_status, self.rt,
-                                   request.pod_sandbox_id, True)
-        return await self.inline(context, "PodSandboxStatus", pods.sandbox_status, self.rt,
-                                 request.pod_sandbox_id, False)
+        # In memory but for one small file read at most.
+        return await self.status(context, "PodSandboxStatus", pods.sandbox_status, request.pod_sandbox_id,
+                                 request.verbose)
 
     async def ListPodSandbox(self, request: pb.ListPodSandboxRequest, context: Any) -> pb.ListPodSandboxResponse:
         f = request.filter if request.HasField("filter") else None
@@ -147,13 +151,9 @@ class RuntimeServicer(_Base, pb_grpc.RuntimeServiceServicer):
 
     async def ContainerStatus(self, request: pb.ContainerStatusRequest,
                               context: Any) -> pb.ContainerStatusResponse:
-        # From what the state files said (state.Known): a stat and a poll, short enough for
-        # the loop; two thread hand-offs cost more.
-        if request.verbose:
-            return await self.call(context, "ContainerStatus", containers.container_status, self.rt,
-                                   request.container_id, True)
-        return await self.inline(context, "ContainerStatus", containers.container_status, self.rt,
-                                 request.container_id, False)
+        # From what the state files said (state.Known): a stat and a poll.
+        return await self.status(context, "ContainerStatus", containers.container_status,
+                                 request.container_id, request.verbose)
 
     async def WaitContainer(self, request: pb.WaitContainerRequest, context: Any) -> pb.WaitContainerResponse:
         try:
