@@ -332,7 +332,14 @@ async def pull_image(
                 async with sem:
                     await client.fetch_blob(store, ref, desc)
 
-            await asyncio.gather(*(get(d) for d in (manifest.config, *manifest.layers)))
+            # Every download ends (or fails) before the lease does: with a plain gather, the
+            # first failure returned while the others ran on and published their blobs after
+            # the lease, where nothing holds or expects them.
+            results = await asyncio.gather(*(get(d) for d in (manifest.config, *manifest.layers)),
+                                           return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
             rec = await asyncio.to_thread(store.add_image, manifest_digest, [ref],
                                           index_digest=index_digest, where=str(ref))
         log.info("image=%s pulled ref=%s manifest=%s", rec.id, ref, manifest_digest)
