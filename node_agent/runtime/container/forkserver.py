@@ -58,6 +58,11 @@ def _serve(sock: socket.socket, handlers: dict[str, Handler]) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is for the runtime
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # As in any Python process, whatever the one that started us had (a test that ran an
+    # init's reset_signals in-process, say): a shim writing to an attach client that hung up
+    # must get EPIPE, not die of SIGPIPE.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     poller.register(wake_r, select.POLLIN)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import stat
 from pathlib import Path
 
@@ -244,8 +245,13 @@ def test_init_setup_order_and_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert names.index("loopback_up") < names.index("pivot_root") < names.index("setrlimit")
     assert sys.find("sethostname") == [("box",)]
     assert env["A"] == "1" and env["HOSTNAME"] == "box" and "PATH" in env
-    with pytest.raises(ExecCalled) as done:
-        init_.finish(sys, cfg, exe, env)
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGPIPE, signal.SIGXFSZ)}
+    try:
+        with pytest.raises(ExecCalled) as done:
+            init_.finish(sys, cfg, exe, env)  # resets this process's SIGPIPE and SIGXFSZ
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
     assert done.value.argv == ["sh", "-c", "true"]
     assert sys.uid == 1000 and sys.no_new_privs
     assert sys.names()[-2:] == ["seccomp_load", "execve"] or "seccomp_load" not in sys.names()
