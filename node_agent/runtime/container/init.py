@@ -1,6 +1,7 @@
 """The container's PID 1, from fork to execve.
 
-Runs in a child forked by the shim in a fresh PID namespace. It must not
+Runs as the shim's child in a fresh PID namespace, in the memory of a helper
+it was started from (shim._spawn_pid1), until its execve. It must not
 import anything (after pivot_root the interpreter finds no modules) and must
 not rely on threads. Create-time work (namespaces, rootfs, cgroup once the
 runtime has made it, pivot_root) happens first and is reported on the ready

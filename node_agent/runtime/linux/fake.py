@@ -9,6 +9,7 @@ security code's results to be checked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,12 @@ class FakeSyscalls:
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
         self._record("prctl", option, arg2, arg3)
         return 0
+
+    def vfork_sibling(self, child: Callable[[], None], stack_size: int = 8 << 20) -> int:
+        """Recorded, not run: no process can share this one's memory here."""
+        self._record("vfork_sibling", child)
+        self._next_fd += 1
+        return self._next_fd
 
     def set_pdeathsig(self, sig: int) -> None:
         self._record("set_pdeathsig", sig)

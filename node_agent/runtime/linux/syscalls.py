@@ -7,18 +7,24 @@ gets a `Syscalls` object (this one, or `FakeSyscalls` in unit tests).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
+import mmap
 import os
 import platform
 import resource
 import socket
 import struct
+from collections.abc import Callable
 
 from .constants import (
     AT_RECURSIVE,
     CAP_HEADER_VERSION_3,
+    CLONE_PARENT,
+    CLONE_VFORK,
+    CLONE_VM,
     MOVE_MOUNT_F_EMPTY_PATH,
     OPEN_TREE_CLOEXEC,
     OPEN_TREE_CLONE,
@@ -52,6 +58,14 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.syscall.restype = ctypes.c_long
+# clone() through a handle that keeps the GIL during the call: the child runs Python on
+# the caller's interpreter (see Syscalls.vfork_sibling) and must find the GIL held, as the
+# caller, asleep meanwhile, left it.
+_pylibc = ctypes.PyDLL(None, use_errno=True)
+_CLONE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+_pylibc.clone.restype = ctypes.c_int
+_pylibc.clone.argtypes = [_CLONE_FN, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+_MAP_NORESERVE, _SIGCHLD = 0x4000, 17
 
 
 class _CapHeader(ctypes.Structure):
@@ -99,6 +113,32 @@ class Syscalls:
     def sethostname(self, name: str) -> None:
         raw = name.encode()
         _check(_libc.sethostname(raw, len(raw)), f"sethostname({name!r})")
+
+    # Processes
+    def vfork_sibling(self, child: Callable[[], None], stack_size: int = 8 << 20) -> int:
+        """Run `child` in a new process that shares this one's memory and whose parent is
+        ours; return its pid once it has exec'd or exited (until then we sleep).
+
+        This is vfork (clone with CLONE_VM|CLONE_VFORK, as posix_spawn does) plus
+        CLONE_PARENT: the child's execve drops the shared memory instead of tearing down a
+        copy of it, and the teardown is left to us. `child` must end in execve or os._exit,
+        and this process must not run Python after the call beyond what it needs to exit:
+        the child has run this interpreter (its frames, its GIL state) on a stack of its own.
+        """
+        stack = mmap.mmap(-1, stack_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+        top = (ctypes.addressof(ctypes.c_char.from_buffer(stack)) + stack_size - 64) & ~15
+
+        def entry(_arg: int | None) -> int:
+            try:
+                child()
+            except BaseException as e:  # nothing above us can take it
+                with contextlib.suppress(OSError):
+                    os.write(2, f"timonel: {type(e).__name__}: {e}\n".encode())
+            os._exit(127)
+
+        fn = _CLONE_FN(entry)
+        pid = _pylibc.clone(fn, ctypes.c_void_p(top), CLONE_VM | CLONE_VFORK | CLONE_PARENT | _SIGCHLD, None)
+        return _check(pid, "clone(CLONE_VM|CLONE_VFORK|CLONE_PARENT)")
 
     # Mounts
     def mount(self, source: str | None, target: str, fstype: str | None, flags: int = 0,

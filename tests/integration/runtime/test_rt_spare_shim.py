@@ -130,3 +130,38 @@ def test_the_shim_holds_its_containers_mount_namespace(rt: Runtime, spare: bool)
     st = rt.containers.stop("held", 0)
     assert st.exit_code == 137
     rt.containers.remove("held")
+
+
+def _children(pid: int) -> list[int]:
+    """Children of `pid`, zombies included."""
+    found = []
+    for p in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            found.append(int(p))
+    return found
+
+
+@pytest.mark.parametrize("spare", [True, False])
+def test_pid1_is_the_shims_child_and_its_helper_is_reaped(rt: Runtime, spare: bool) -> None:
+    # PID 1 starts from a helper's memory (shim._spawn_pid1) but is the shim's child; the
+    # helper exits at PID 1's execve and the shim reaps it: no zombie stays behind.
+    if not spare:
+        os.kill(_wait_spare(rt), signal.SIGKILL)
+        time.sleep(0.2)
+    rt.containers.create(rt.spec("kids", ["sleep", "1000"]))
+    shim = rt.containers._shim("kids")
+    assert os.readlink(f"/proc/{shim['pid']}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    with open(f"/proc/{shim['pid']}/status") as f:
+        assert "NSpid:" in (line := next(x for x in f if x.startswith("NSpid:"))) and line.split()[-1] == "1"
+    rt.containers.start("kids")
+    deadline = time.monotonic() + 20
+    while _children(shim["shim_pid"]) != [shim["pid"]]:
+        assert time.monotonic() < deadline, f"shim's children: {_children(shim['shim_pid'])}, PID 1 {shim['pid']}"
+        time.sleep(0.01)
+    assert rt.containers.stop("kids", 0).exit_code == 137
+    rt.containers.remove("kids")
