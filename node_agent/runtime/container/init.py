@@ -21,7 +21,7 @@ from ..linux.constants import CLONE_NEWCGROUP, CLONE_NEWNS, NAMESPACE_FLAGS
 from . import users
 from .console import make_controlling, open_container_pty
 from .rootfs import RootfsPlan, StagedMounts, mount_cgroup_fs, mount_rootfs, pivot
-from .security import Credentials, apply_rlimits, drop_privileges
+from .security import Credentials, apply_rlimits, narrow_bounding_set, switch_identity
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -105,6 +105,7 @@ def setup(sys: SyscallsLike, cfg: InitConfig, start_fd: int = -1,
     exe = find_executable(cfg.args[0], env["PATH"])
     apply_rlimits(sys, cfg.cred.rlimits)
     sys.chdir(cfg.working_dir)
+    narrow_bounding_set(sys, cfg.cred)  # now rather than at start: it changes nothing we still need
     return exe, env
 
 
@@ -134,10 +135,10 @@ def reset_signals() -> None:
 
 
 def finish(sys: SyscallsLike, cfg: InitConfig, exe: str, env: dict[str, str]) -> None:
+    """At start: after setup() and reset_signals(), the rest of the way to execve."""
     if cfg.tty:
         make_controlling(0)
-    drop_privileges(sys, cfg.cred)
-    reset_signals()
+    switch_identity(sys, cfg.cred)
     sys.execve(exe, cfg.args, env)
 
 
@@ -159,6 +160,7 @@ def run(sys: SyscallsLike, cfg: InitConfig, ready_fd: int, start_fd: int, hold_f
         _send_mount_ns(hold_fd, master)
     if master >= 0:
         os.close(master)
+    reset_signals()  # before the wait for start, not after it
     _report(ready_fd, "ok")
     os.close(ready_fd)
     if os.read(start_fd, 1) != b"s":  # anything else: the runtime gave up on us

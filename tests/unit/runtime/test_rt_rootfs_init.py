@@ -245,6 +245,8 @@ def test_init_setup_order_and_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert names.index("loopback_up") < names.index("pivot_root") < names.index("setrlimit")
     assert sys.find("sethostname") == [("box",)]
     assert env["A"] == "1" and env["HOSTNAME"] == "box" and "PATH" in env
+    created = len(sys.calls)
+    assert "capbset_drop" in sys.names() and sys.names()[-1] == "ambient_clear"  # at create: off the start path
     kept = {sig: signal.getsignal(sig) for sig in (signal.SIGPIPE, signal.SIGXFSZ)}
     try:
         with pytest.raises(ExecCalled) as done:
@@ -253,6 +255,7 @@ def test_init_setup_order_and_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         for sig, handler in kept.items():
             signal.signal(sig, handler)
     assert done.value.argv == ["sh", "-c", "true"]
+    assert "capbset_drop" not in sys.names()[created:]
     assert sys.uid == 1000 and sys.no_new_privs
     assert sys.names()[-2:] == ["seccomp_load", "execve"] or "seccomp_load" not in sys.names()
 
