@@ -16,10 +16,8 @@ from .conftest import Runtime, needs_root
 pytestmark = needs_root
 
 
-def _idle_shims(rt: Runtime) -> list[int]:
-    """Children of the fork server named timonel-shim that no container uses."""
-    used = {st.pid for st in rt.containers.list()}
-    used |= {int(rt.containers._shim(st.id).get("shim_pid") or 0) for st in rt.containers.list()}
+def _processes() -> list[tuple[int, str, int]]:
+    """(pid, name, parent pid) of every process, zombies included."""
     found = []
     for p in (p for p in os.listdir("/proc") if p.isdigit()):
         try:
@@ -27,11 +25,22 @@ def _idle_shims(rt: Runtime) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == rt.forkserver.pid and name == "timonel-shim" and int(p) not in used:
-            found.append(int(p))
+        found.append((int(p), stat[stat.index("(") + 1:stat.rindex(")")], int(stat[stat.rindex(")") + 2:].split()[1])))
     return found
+
+
+def _idle_shims(rt: Runtime) -> list[int]:
+    """Children of the fork server named timonel-shim that no container uses."""
+    used = {st.pid for st in rt.containers.list()}
+    used |= {int(rt.containers._shim(st.id).get("shim_pid") or 0) for st in rt.containers.list()}
+    return [pid for pid, name, ppid in _processes()
+            if ppid == rt.forkserver.pid and name == "timonel-shim" and pid not in used]
+
+
+def _without_spare(rt: Runtime) -> None:
+    """Kill the spare shim: the next create forks its shim on demand."""
+    os.kill(_wait_spare(rt), signal.SIGKILL)
+    time.sleep(0.2)
 
 
 def _gone(pid: int) -> bool:
@@ -116,8 +125,7 @@ def _mnt_ns_links(pid: int) -> set[str]:
 def test_the_shim_holds_its_containers_mount_namespace(rt: Runtime, spare: bool) -> None:
     # So the rootfs's mounts are torn down after the exit is reported, not inside init's exit.
     if not spare:
-        os.kill(_wait_spare(rt), signal.SIGKILL)
-        time.sleep(0.2)
+        _without_spare(rt)
     rt.containers.create(rt.spec("held", ["sleep", "1000"]))
     rt.containers.start("held")
     shim = rt.containers._shim("held")
@@ -132,27 +140,12 @@ def test_the_shim_holds_its_containers_mount_namespace(rt: Runtime, spare: bool)
     rt.containers.remove("held")
 
 
-def _children(pid: int) -> list[int]:
-    """Children of `pid`, zombies included."""
-    found = []
-    for p in (p for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-            found.append(int(p))
-    return found
-
-
 @pytest.mark.parametrize("spare", [True, False])
 def test_pid1_is_the_shims_child_and_its_helper_is_reaped(rt: Runtime, spare: bool) -> None:
     # PID 1 starts from a helper's memory (shim._spawn_pid1) but is the shim's child; the
     # helper exits at PID 1's execve and the shim reaps it: no zombie stays behind.
     if not spare:
-        os.kill(_wait_spare(rt), signal.SIGKILL)
-        time.sleep(0.2)
+        _without_spare(rt)
     rt.containers.create(rt.spec("kids", ["sleep", "1000"]))
     shim = rt.containers._shim("kids")
     assert os.readlink(f"/proc/{shim['pid']}/ns/pid") != os.readlink("/proc/self/ns/pid")
@@ -160,8 +153,8 @@ def test_pid1_is_the_shims_child_and_its_helper_is_reaped(rt: Runtime, spare: bo
         assert "NSpid:" in (line := next(x for x in f if x.startswith("NSpid:"))) and line.split()[-1] == "1"
     rt.containers.start("kids")
     deadline = time.monotonic() + 20
-    while _children(shim["shim_pid"]) != [shim["pid"]]:
-        assert time.monotonic() < deadline, f"shim's children: {_children(shim['shim_pid'])}, PID 1 {shim['pid']}"
+    while (kids := [pid for pid, _, ppid in _processes() if ppid == shim["shim_pid"]]) != [shim["pid"]]:
+        assert time.monotonic() < deadline, f"shim's children: {kids}, PID 1 {shim['pid']}"
         time.sleep(0.01)
     assert rt.containers.stop("kids", 0).exit_code == 137
     rt.containers.remove("kids")
