@@ -351,7 +351,7 @@ def mount_cgroup_fs(sys: SyscallsLike, plan: RootfsPlan) -> None:
     """
     if not plan.cgroup_mounts:
         return
-    base = _ensure(secure_join(plan.root, "/sys/fs/cgroup"), True)  # in the sysfs mount_rootfs made
+    base = _ensure(_kernel_path(plan.root, "/sys/fs/cgroup"), True)  # in the sysfs mount_rootfs made
     flags = MS_NOSUID | MS_NOEXEC | MS_NODEV | (0 if plan.privileged else MS_RDONLY)
     if len(plan.cgroup_mounts) == 1 and plan.cgroup_mounts[0][0] == "":
         sys.mount("cgroup2", base, "cgroup2", flags)

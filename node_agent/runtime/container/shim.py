@@ -129,18 +129,10 @@ def _fork_early_init(sys: SyscallsLike, requests: int, init_requests: int) -> Ea
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
     def pid1() -> None:
-        try:
-            os.close(requests)
-            sys.set_pdeathsig(signal.SIGKILL)
-            theirs.send(_HELLO)
-            _init_stdio(out_w, err_w)
-            _early_init(sys, init_requests, theirs, _stage(sys))
-        except BaseException as e:
-            try:
-                os.write(2, f"timonel: early init failed: {type(e).__name__}: {e}\n".encode())
-            except OSError:
-                pass
-        os._exit(1)
+        os.close(requests)
+        sys.set_pdeathsig(signal.SIGKILL)
+        _init_stdio(out_w, err_w)
+        _early_init(sys, init_requests, theirs, _stage(sys))
 
     pid, helper = _spawn_pid1(sys, pid1, ours, theirs)
     os.close(out_w)
@@ -151,7 +143,8 @@ def _fork_early_init(sys: SyscallsLike, requests: int, init_requests: int) -> Ea
 def _spawn_pid1(sys: SyscallsLike, run: Callable[[], None], control: socket.socket,
                 theirs: socket.socket) -> tuple[int, int]:
     """Start the container's PID 1, in a new PID namespace and as our child, running `run`
-    until it execs; returns (its pid, the helper's pid), once it has said hello on `theirs`.
+    until it execs (an exception in `run` is written to its stderr and ends it); returns
+    (its pid, the helper's pid) once it has said hello on `theirs`.
 
     A helper process makes the PID namespace and starts PID 1 from it sharing its memory
     (Syscalls.vfork_sibling): PID 1's execve then lets go of that memory instead of tearing
@@ -160,6 +153,10 @@ def _spawn_pid1(sys: SyscallsLike, run: Callable[[], None], control: socket.sock
     see it comes with its hello (SO_PASSCRED: the kernel writes the sender's pid in the
     receiver's PID namespace).
     """
+    def hello_then_run() -> None:
+        theirs.send(_HELLO)
+        run()
+
     control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     helper = os.fork()
     if helper == 0:
@@ -167,7 +164,7 @@ def _spawn_pid1(sys: SyscallsLike, run: Callable[[], None], control: socket.sock
             control.close()  # the shim's end: PID 1 must see EOF on `theirs` once the shim is gone
             sys.set_pdeathsig(signal.SIGKILL)
             sys.unshare(CLONE_NEWPID)  # applies to our children: the next one is PID 1
-            sys.vfork_sibling(run)
+            sys.vfork_sibling(hello_then_run)
         except BaseException as e:
             try:
                 os.write(2, f"timonel: cannot start the container's init: {type(e).__name__}: {e}\n".encode())
@@ -322,8 +319,6 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
     exit_status: os.waitid_result | None = None
     drain_deadline = 0.0
     while streams or exit_status is None:
-        if helper and os.waitpid(helper, os.WNOHANG)[0]:
-            helper = 0
         if exit_status is None:
             exit_status = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             if exit_status is not None:
@@ -372,7 +367,10 @@ def _supervise(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, launch: dict
             signum = pending.pop(0)
             if signum == REOPEN_LOG:
                 logs.reopen()
-            elif signum != signal.SIGCHLD and exit_status is None:
+            elif signum == signal.SIGCHLD:
+                if helper and os.waitpid(helper, os.WNOHANG)[0]:
+                    helper = 0  # gone at PID 1's execve; one missed here is reaped at the end
+            elif exit_status is None:
                 try:
                     os.kill(pid, signum)
                 except ProcessLookupError:
@@ -414,7 +412,6 @@ def _fork_init(sys: SyscallsLike, state_dir: str, launch: dict[str, Any], ready_
     _join(sys, launch["join"])
 
     def pid1() -> None:
-        theirs.send(_HELLO)
         _init_stdio(out_w, err_w, in_r)
         if exited_fd >= 0:
             os.close(exited_fd)

@@ -15,6 +15,7 @@ import mmap
 import os
 import platform
 import resource
+import signal
 import socket
 import struct
 from collections.abc import Callable
@@ -65,7 +66,7 @@ _pylibc = ctypes.PyDLL(None, use_errno=True)
 _CLONE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 _pylibc.clone.restype = ctypes.c_int
 _pylibc.clone.argtypes = [_CLONE_FN, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-_MAP_NORESERVE, _SIGCHLD = 0x4000, 17
+_MAP_NORESERVE = 0x4000  # not in Python 3.11's mmap module
 
 
 class _CapHeader(ctypes.Structure):
@@ -137,7 +138,7 @@ class Syscalls:
             os._exit(127)
 
         fn = _CLONE_FN(entry)
-        pid = _pylibc.clone(fn, ctypes.c_void_p(top), CLONE_VM | CLONE_VFORK | CLONE_PARENT | _SIGCHLD, None)
+        pid = _pylibc.clone(fn, ctypes.c_void_p(top), CLONE_VM | CLONE_VFORK | CLONE_PARENT | signal.SIGCHLD, None)
         return _check(pid, "clone(CLONE_VM|CLONE_VFORK|CLONE_PARENT)")
 
     # Mounts
