@@ -129,19 +129,18 @@ def _fork_early_init(sys: SyscallsLike, requests: int, init_requests: int) -> Ea
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
     def pid1() -> None:
-        os.close(requests)
         sys.set_pdeathsig(signal.SIGKILL)
         _init_stdio(out_w, err_w)
         _early_init(sys, init_requests, theirs, _stage(sys))
 
-    pid, helper = _spawn_pid1(sys, pid1, ours, theirs)
+    pid, helper = _spawn_pid1(sys, pid1, ours, theirs, not_for_pid1=(requests,))
     os.close(out_w)
     os.close(err_w)
     return EarlyInit(pid, ours, out_r, err_r, helper)
 
 
 def _spawn_pid1(sys: SyscallsLike, run: Callable[[], None], control: socket.socket,
-                theirs: socket.socket) -> tuple[int, int]:
+                theirs: socket.socket, not_for_pid1: tuple[int, ...] = ()) -> tuple[int, int]:
     """Start the container's PID 1, in a new PID namespace and as our child, running `run`
     until it execs (an exception in `run` is written to its stderr and ends it); returns
     (its pid, the helper's pid) once it has said hello on `theirs`.
@@ -151,7 +150,10 @@ def _spawn_pid1(sys: SyscallsLike, run: Callable[[], None], control: socket.sock
     down a forked interpreter's page tables (~1.2 ms here, on the way from start to the
     workload's exit); the helper pays that as it exits, on the other CPU. PID 1's pid as we
     see it comes with its hello (SO_PASSCRED: the kernel writes the sender's pid in the
-    receiver's PID namespace).
+    receiver's PID namespace). The helper holds every descriptor PID 1 gets until PID 1's
+    execve: `control` and `not_for_pid1` (ours alone: their peers must see EOF once we are
+    gone, e.g. the runtime handing a container to a spare whose shim was killed) are closed
+    in it first.
     """
     def hello_then_run() -> None:
         theirs.send(_HELLO)
@@ -161,7 +163,9 @@ def _spawn_pid1(sys: SyscallsLike, run: Callable[[], None], control: socket.sock
     helper = os.fork()
     if helper == 0:
         try:
-            control.close()  # the shim's end: PID 1 must see EOF on `theirs` once the shim is gone
+            control.close()
+            for fd in not_for_pid1:
+                os.close(fd)
             sys.set_pdeathsig(signal.SIGKILL)
             sys.unshare(CLONE_NEWPID)  # applies to our children: the next one is PID 1
             sys.vfork_sibling(hello_then_run)
@@ -413,11 +417,9 @@ def _fork_init(sys: SyscallsLike, state_dir: str, launch: dict[str, Any], ready_
 
     def pid1() -> None:
         _init_stdio(out_w, err_w, in_r)
-        if exited_fd >= 0:
-            os.close(exited_fd)
         init.run(sys, cfg, ready_fd, start_fd, theirs.detach())
 
-    pid, helper = _spawn_pid1(sys, pid1, hold, theirs)
+    pid, helper = _spawn_pid1(sys, pid1, hold, theirs, not_for_pid1=(exited_fd,) if exited_fd >= 0 else ())
     for fd in (out_w, err_w, ready_fd, start_fd):
         os.close(fd)
     return pid, out_r, err_r, hold, helper

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -158,3 +159,27 @@ def test_pid1_is_the_shims_child_and_its_helper_is_reaped(rt: Runtime, spare: bo
         time.sleep(0.01)
     assert rt.containers.stop("kids", 0).exit_code == 137
     rt.containers.remove("kids")
+
+
+def _sockets(pid: int) -> set[str]:
+    found = set()
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if (link := os.readlink(f"/proc/{pid}/fd/{name}")).startswith("socket:"):
+                found.add(link)
+    return found
+
+
+def test_a_spares_helper_and_init_hold_no_socket_of_its_shim(rt: Runtime) -> None:
+    # The runtime finds a killed spare by its send to the shim failing: no other process
+    # may hold the shim's end of that socket (its helper lives until PID 1's execve and,
+    # when it is the last of the two to exit, holds its descriptors through the teardown).
+    spare = _wait_spare(rt)
+    deadline = time.monotonic() + 20
+    while len(kids := [pid for pid, _, ppid in _processes() if ppid == spare]) < 2:
+        assert time.monotonic() < deadline, f"spare shim {spare} has children {kids}"
+        time.sleep(0.01)
+    shim_sockets = _sockets(spare)
+    assert shim_sockets
+    for kid in kids:
+        assert not _sockets(kid) & shim_sockets, f"process {kid} holds a socket of its shim {spare}"
