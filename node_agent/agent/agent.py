@@ -41,6 +41,9 @@ STATUS_REPORT_SECONDS = 60.0
 RESYNC_SECONDS = 10.0
 # The kubelet's eventRecordQPS and eventBurst defaults: events are written in the background.
 EVENT_QPS, EVENT_BURST = 50.0, 100
+# More pod syncs than this at once is a burst: events wait (up to the recorder's
+# max_delay) until it is over, so the pods' own status writes go first.
+BURST_SYNCS = 8
 
 
 @dataclass
@@ -105,7 +108,8 @@ class Agent:
         self.runtime = RuntimeClient(config.runtime_socket, timeout=60.0)
         self.ctx = AgentContext(client=client, runtime=self.runtime,
                                 recorder=EventRecorder(client, "kubelet", config.node_name, background=True,
-                                                       qps=EVENT_QPS, burst=EVENT_BURST),
+                                                       qps=EVENT_QPS, burst=EVENT_BURST,
+                                                       busy=lambda: len(self._tasks) > BURST_SYNCS),
                                 node=config.node_name, data_dir=config.data_dir)
         self.ctx.probes = ProbeManager(self.runtime, self.ctx.recorder, self._wake_pod, lambda: self.ctx.host_ip)
         self.factory = InformerFactory(client)

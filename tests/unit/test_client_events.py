@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -132,3 +134,23 @@ async def test_background_recorder_drops_when_its_queue_is_full(monkeypatch: pyt
         await rec.event({**RS, "metadata": {**RS["metadata"], "uid": f"u{i}"}}, NORMAL, "Created", f"c{i}")
     await rec.close()
     assert len(client.creates) == 3
+
+
+async def test_background_writer_holds_events_while_busy_up_to_max_delay() -> None:
+    client = RecordingClient()
+    busy = [True]
+    rec = EventRecorder(client, "kubelet", background=True, busy=lambda: busy[0],  # type: ignore[arg-type]
+                        max_delay=0.4)
+    await rec.event(RS, NORMAL, "Started", "Started container c")
+    await asyncio.sleep(0.2)
+    assert client.creates == []  # held: the component is busy
+    busy[0] = False
+    await asyncio.wait_for(rec.flush(), 2)
+    assert [e["reason"] for e in client.creates] == ["Started"]
+    busy[0] = True  # busy for good: an event still goes out after max_delay
+    start = time.monotonic()
+    await rec.event(RS, NORMAL, "Killing", "Stopping container c")
+    await asyncio.wait_for(rec.flush(), 2)
+    assert [e["reason"] for e in client.creates] == ["Started", "Killing"]
+    assert 0.35 <= time.monotonic() - start < 1.5
+    await rec.close()

@@ -101,8 +101,8 @@ def test_crashing_container_backs_off(cluster: Cluster) -> None:
     assert "back-off 10s" in s["state"]["waiting"]["message"]
     assert pod["status"]["phase"] == "Running"
     valid(pod)
-    events = c.get(f"/api/v1/namespaces/{ns}/events") or {}
-    assert "BackOff" in {e["reason"] for e in events.get("items", [])}
+    wait_for("a BackOff event", lambda: "BackOff" in {
+        e["reason"] for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])}, timeout=30)
 
 
 def test_on_failure_pod_succeeds_and_is_not_restarted(cluster: Cluster) -> None:
@@ -241,9 +241,11 @@ def test_images_missing_locally(cluster: Cluster) -> None:
         return str((s.get("state") or {}).get("waiting", {}).get("reason", ""))
     wait_for("ErrImageNeverPull", lambda: reason("never") == "ErrImageNeverPull", timeout=120)
     wait_for("ImagePullBackOff", lambda: reason("pull") == "ImagePullBackOff", timeout=120)
-    events = [(e["reason"], e["involvedObject"]["name"])
-              for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])]
-    assert ("Pulling", "pull") in events and ("Failed", "pull") in events
+    def pull_events() -> list[tuple[str, str]] | None:
+        seen = [(e["reason"], e["involvedObject"]["name"])
+                for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])]
+        return seen if ("Pulling", "pull") in seen and ("Failed", "pull") in seen else None
+    events = wait_for("the Pulling and Failed events", pull_events, timeout=30)
     assert not any(name == "never" and r == "Pulling" for r, name in events)
     for name in ("never", "pull"):
         valid(c.get(f"/api/v1/namespaces/{ns}/pods/{name}") or {})

@@ -140,9 +140,9 @@ def test_pod_runs_restarts_survives_agent_restart_and_is_removed(cluster: Cluste
     writer_res = c.runtime.container_status(ids["writer"][0]).status.resources.linux
     assert writer_res.memory_limit_in_bytes == 64 << 20 and writer_res.cpu_quota == 50_000
 
-    events = c.get(f"/api/v1/namespaces/{ns}/events") or {}
-    reasons = {e["reason"] for e in events.get("items", [])}
-    assert {"Pulled", "Created", "Started"} <= reasons, reasons
+    # Events are written in the background (a busy agent holds them back a little).
+    wait_for("Pulled, Created and Started events", lambda: {"Pulled", "Created", "Started"} <= {
+        e["reason"] for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])}, timeout=30)
 
     # Kill the writer's process: it is restarted once, the old run is lastState.
     os.kill(ids["writer"][1], signal.SIGKILL)
@@ -176,8 +176,8 @@ def test_pod_runs_restarts_survives_agent_restart_and_is_removed(cluster: Cluste
     assert c.runtime.list_sandboxes(pb.PodSandboxFilter(label_selector={POD_UID: uid})) == []
     assert c.runtime.list_containers(pb.ContainerFilter(label_selector={POD_UID: uid})) == []
     assert not (c.agent.data_dir / "pods" / uid).exists()
-    events = c.get(f"/api/v1/namespaces/{ns}/events") or {}
-    assert "Killing" in {e["reason"] for e in events.get("items", [])}
+    wait_for("a Killing event", lambda: "Killing" in {
+        e["reason"] for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])}, timeout=30)
 
 
 def test_pod_deleted_while_agent_down_is_removed_as_orphan(cluster: Cluster) -> None:

@@ -108,7 +108,8 @@ def test_http_and_tcp_readiness(cluster: Cluster) -> None:
     assert cond["message"] == "containers with unready status: [web]"
     assert container(pod, "web")["ready"] is False and container(pod, "web")["restartCount"] == 0
     assert container(pod, "late")["ready"] is True
-    assert ("Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 404") in events(c, ns)
+    wait_for("an Unhealthy event", lambda: (
+        "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 404") in events(c, ns), timeout=30)
 
 
 def test_liveness_failure_restarts_after_prestop(cluster: Cluster) -> None:
@@ -132,10 +133,11 @@ def test_liveness_failure_restarts_after_prestop(cluster: Cluster) -> None:
     pod = wait_for("the container to be restarted", restarted, timeout=90)
     st = container(pod, "live")
     assert st["lastState"]["terminated"]["exitCode"] == 0  # it took the SIGTERM
-    seen = events(c, ns)
-    assert any(r == "Unhealthy" and m.startswith("Liveness probe failed: cat: can't open '/tmp/healthy'")
-               for r, m in seen), seen
-    assert ("Killing", "Container live failed liveness probe, will be restarted") in seen
+    def told() -> bool:
+        seen = events(c, ns)
+        return any(r == "Unhealthy" and m.startswith("Liveness probe failed: cat: can't open '/tmp/healthy'")
+                   for r, m in seen) and ("Killing", "Container live failed liveness probe, will be restarted") in seen
+    wait_for("the Unhealthy and Killing events", told, timeout=30)
     code, log = exec_in(c, pod, "live", "cat", "/data/log")
     assert code == 0 and log.splitlines()[:2] == ["prestop", "term"], log
 

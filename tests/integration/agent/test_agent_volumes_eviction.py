@@ -146,7 +146,8 @@ def test_empty_dir_over_its_size_limit_is_evicted(cluster: Cluster) -> None:
         script="dd if=/dev/zero of=/scratch/fill bs=1024 count=2048; "))
     st = wait_for("the filler pod's eviction", lambda: failed_status(c, ns, "filler"), timeout=120)
     assert (st["reason"], st["message"]) == ("Evicted", 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". ')
-    assert [e["message"] for e in events(c, ns, "Evicted")] == [st["message"]]
+    wait_for("the Evicted event", lambda: [e["message"] for e in events(c, ns, "Evicted")] == [st["message"]],
+             timeout=30)
 
 
 def node_condition(c: Cluster, ctype: str) -> str:
@@ -199,7 +200,8 @@ def test_memory_pressure_evicts_best_effort_then_burstable_then_guaranteed(clust
                                         "available: "), st["message"]
         assert "Container main was using " in st["message"]  # over its (zero) request
         assert {x["type"]: x["status"] for x in st["conditions"]}.get("DisruptionTarget") == "True"
-        assert {e["involvedObject"]["name"] for e in events(c, ns, "Evicted")} == set(specs)
+        wait_for("the Evicted events", lambda: {e["involvedObject"]["name"]
+                                                for e in events(c, ns, "Evicted")} == set(specs), timeout=30)
         for name in specs:  # killed, and the pod objects stay for their controllers
             uid = phase_of(c, ns, name)["metadata"]["uid"]
             wait_for(f"{name}'s containers to stop", lambda uid=uid: all(  # type: ignore[misc]
