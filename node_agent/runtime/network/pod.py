@@ -99,6 +99,8 @@ def _setup(netns_path: str, pod_id: str, config: NetworkConfig, interface: str, 
         join_netns(netns_path)
         with Rtnl() as pod:
             host, peer = _ensure_veth_pair(node, pod, host_name, interface, netns_path, mtu)
+            pod.no_ipv6_link_local(peer.index)
+            node.no_ipv6_link_local(host.index)
             pod.set_link(peer.index, mtu=mtu)
             pod.set_only_ipv4_addr(peer.index, ip, config.prefix)
             set_loopback_up()

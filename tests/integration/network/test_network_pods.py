@@ -48,10 +48,19 @@ def pod_view(netns: str) -> dict[str, object]:
             lo = ipr.link("get", ifname="lo")[0]
             addrs = [(a.get("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.addr("dump", index=eth0["index"], family=2)]
             default = [r.get("RTA_GATEWAY") for r in ipr.route("dump", family=2, table=254) if r["dst_len"] == 0]
+            v6 = [a.get("IFA_ADDRESS") for a in ipr.addr("dump", index=eth0["index"], family=10)]
+            lo_v6 = [a.get("IFA_ADDRESS") for a in ipr.addr("dump", index=lo["index"], family=10)]
             return {"addrs": addrs, "default": default, "mtu": eth0.get("IFLA_MTU"),
-                    "eth0_up": bool(eth0["flags"] & 1), "lo_up": bool(lo["flags"] & 1)}
+                    "eth0_up": bool(eth0["flags"] & 1), "lo_up": bool(lo["flags"] & 1),
+                    "eth0_ipv6": v6, "lo_ipv6": lo_v6}
 
     return run_in_netns(netns, work)
+
+
+def _host_ipv6(name: str) -> list[str]:
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=name)[0]
+        return [a.get("IFA_ADDRESS") for a in ipr.addr("dump", index=index, family=10)]
 
 
 def test_two_pods_get_different_ips_and_reach_each_other(lab: Lab, node: NetworkConfig) -> None:
@@ -63,7 +72,11 @@ def test_two_pods_get_different_ips_and_reach_each_other(lab: Lab, node: Network
     assert na.gateway == nb.gateway == "10.88.0.1" and na.prefix == 24 and na.interface == "eth0"
 
     view = pod_view(a)
-    assert view == {"addrs": [(na.ip, 24)], "default": ["10.88.0.1"], "mtu": na.mtu, "eth0_up": True, "lo_up": True}
+    # IPv4 only: no IPv6 link-local address on either end of the veth (lo keeps ::1).
+    assert view == {"addrs": [(na.ip, 24)], "default": ["10.88.0.1"], "mtu": na.mtu, "eth0_up": True, "lo_up": True,
+                    "eth0_ipv6": [], "lo_ipv6": ["::1"]}
+    host_v6 = run_in_netns(node.node_netns or "", lambda: _host_ipv6(host_veth_name("pod-a")))
+    assert host_v6 == []
     # Both directions, and the server sees the real pod address (no masquerade inside the node).
     assert tcp_peer(a, b, nb.ip) == na.ip
     assert tcp_peer(b, a, na.ip) == nb.ip
@@ -108,7 +121,8 @@ def test_setup_repairs_a_half_done_pod(lab: Lab, node: NetworkConfig) -> None:
     run_in_netns(p, break_pod)
     assert pod_view(p)["default"] == []  # the route went with the address
     assert setup_pod_network(p, "pod", node) == net
-    assert pod_view(p) == {"addrs": [(net.ip, 24)], "default": ["10.88.0.1"], "mtu": net.mtu, "eth0_up": True, "lo_up": True}
+    assert pod_view(p) == {"addrs": [(net.ip, 24)], "default": ["10.88.0.1"], "mtu": net.mtu, "eth0_up": True,
+                           "lo_up": True, "eth0_ipv6": [], "lo_ipv6": ["::1"]}
     assert tcp_peer(p, node.node_netns or "", "10.88.0.1") == net.ip
 
 
