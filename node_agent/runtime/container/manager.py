@@ -79,6 +79,11 @@ class ContainerManager:
         self.layers = os.path.join(root, "containers")
         os.makedirs(self.dir, exist_ok=True)
         os.makedirs(self.layers, exist_ok=True)
+        # Each writable layer in a block group of its own (ext4): on ext4 without a journal
+        # every new inode skips the inodes of its group deleted in the last minute, one by
+        # one, and each overlay mount makes and deletes a few; with every layer in one group,
+        # a burst of 100 pod starts spent ~4% of its CPU in that scan (perf).
+        sys.mark_top_directory(self.layers)
         self.cgroups = cgroups
         self.forkserver = forkserver
         self.sys = sys

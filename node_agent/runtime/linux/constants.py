@@ -87,3 +87,8 @@ def last_cap() -> int:
             return int(f.read())
     except OSError:
         return len(CAPABILITIES) - 1
+
+# linux/fs.h: inode flags (chattr)
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+FS_TOPDIR_FL = 0x00020000

@@ -101,6 +101,10 @@ class FakeSyscalls:
     def set_name(self, name: str) -> None:
         self._record("set_name", name)
 
+    def mark_top_directory(self, path: str) -> bool:
+        self._record("mark_top_directory", path)
+        return True
+
     def set_keepcaps(self, keep: bool) -> None:
         self._record("set_keepcaps", keep)
         self.keepcaps = keep
