@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@functools.cache
 def _version() -> str:
     try:
         return metadata.version("timonel")
