@@ -84,7 +84,7 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
     loop = asyncio.get_running_loop()
     ops = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="rt-op")
     waits = ThreadPoolExecutor(max_workers=256, thread_name_prefix="rt-wait")
-    loop.set_default_executor(ops)
+    loop.set_default_executor(waits)  # image imports and removals: off the pod work's few threads
     stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
