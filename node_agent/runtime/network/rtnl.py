@@ -34,6 +34,7 @@ _RTM_NEWROUTE = 24
 _IFLA_IFNAME, _IFLA_MTU, _IFLA_LINK, _IFLA_MASTER = 3, 4, 5, 10
 _IFLA_PROTINFO, _IFLA_LINKINFO, _IFLA_EXT_MASK, _IFLA_NET_NS_FD = 12, 18, 29, 28
 _IFLA_AF_SPEC, _IFLA_INET6_ADDR_GEN_MODE, _IN6_ADDR_GEN_MODE_NONE = 26, 8, 1
+_IFLA_NUM_TX_QUEUES, _IFLA_NUM_RX_QUEUES = 31, 32
 _IFLA_INFO_KIND, _IFLA_INFO_DATA = 1, 2
 _VETH_INFO_PEER = 1
 _IFLA_BRPORT_MODE = 4  # hairpin
@@ -148,13 +149,19 @@ class Rtnl:
         return parse_link(replies[0]) if replies else None
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int) -> None:
-        """A veth pair: ``name`` here, ``peer`` in the namespace of ``peer_netns_fd``, both with ``mtu``."""
+        """A veth pair: ``name`` here, ``peer`` in the namespace of ``peer_netns_fd``, both with ``mtu``.
+
+        One queue each way, asked for (`ip link add ... numtxqueues 1 numrxqueues 1`): otherwise
+        the kernel makes one per CPU and then cuts each end down to one, and every cut waits for
+        an expedited RCU grace period while holding the rtnl lock, which every other pod's
+        network set-up (and namespace creation) then queues behind."""
+        queues = _u32(_IFLA_NUM_TX_QUEUES, 1) + _u32(_IFLA_NUM_RX_QUEUES, 1)
         peer_info = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _name(peer) + _u32(_IFLA_MTU, mtu) \
-            + _u32(_IFLA_NET_NS_FD, peer_netns_fd)
+            + _u32(_IFLA_NET_NS_FD, peer_netns_fd) + queues
         info = attr(_IFLA_INFO_KIND, b"veth\0") + attr(_IFLA_INFO_DATA | _NLA_F_NESTED,
                                                       attr(_VETH_INFO_PEER, peer_info))
         self.request(_RTM_NEWLINK, _F_ACK | _F_CREATE | _F_EXCL,
-                     _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _name(name) + _u32(_IFLA_MTU, mtu)
+                     _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _name(name) + _u32(_IFLA_MTU, mtu) + queues
                      + attr(_IFLA_LINKINFO | _NLA_F_NESTED, info))
 
     def set_link(self, index: int, *, up: bool = True, mtu: int | None = None, master: int | None = None) -> None:

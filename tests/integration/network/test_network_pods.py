@@ -52,7 +52,8 @@ def pod_view(netns: str) -> dict[str, object]:
             lo_v6 = [a.get("IFA_ADDRESS") for a in ipr.addr("dump", index=lo["index"], family=10)]
             return {"addrs": addrs, "default": default, "mtu": eth0.get("IFLA_MTU"),
                     "eth0_up": bool(eth0["flags"] & 1), "lo_up": bool(lo["flags"] & 1),
-                    "eth0_ipv6": v6, "lo_ipv6": lo_v6}
+                    "eth0_ipv6": v6, "lo_ipv6": lo_v6,
+                    "queues": (eth0.get("IFLA_NUM_TX_QUEUES"), eth0.get("IFLA_NUM_RX_QUEUES"))}
 
     return run_in_netns(netns, work)
 
@@ -74,7 +75,7 @@ def test_two_pods_get_different_ips_and_reach_each_other(lab: Lab, node: Network
     view = pod_view(a)
     # IPv4 only: no IPv6 link-local address on either end of the veth (lo keeps ::1).
     assert view == {"addrs": [(na.ip, 24)], "default": ["10.88.0.1"], "mtu": na.mtu, "eth0_up": True, "lo_up": True,
-                    "eth0_ipv6": [], "lo_ipv6": ["::1"]}
+                    "eth0_ipv6": [], "lo_ipv6": ["::1"], "queues": (1, 1)}
     host_v6 = run_in_netns(node.node_netns or "", lambda: _host_ipv6(host_veth_name("pod-a")))
     assert host_v6 == []
     # Both directions, and the server sees the real pod address (no masquerade inside the node).
@@ -122,7 +123,7 @@ def test_setup_repairs_a_half_done_pod(lab: Lab, node: NetworkConfig) -> None:
     assert pod_view(p)["default"] == []  # the route went with the address
     assert setup_pod_network(p, "pod", node) == net
     assert pod_view(p) == {"addrs": [(net.ip, 24)], "default": ["10.88.0.1"], "mtu": net.mtu, "eth0_up": True,
-                           "lo_up": True, "eth0_ipv6": [], "lo_ipv6": ["::1"]}
+                           "lo_up": True, "eth0_ipv6": [], "lo_ipv6": ["::1"], "queues": (1, 1)}
     assert tcp_peer(p, node.node_netns or "", "10.88.0.1") == net.ip
 
 
