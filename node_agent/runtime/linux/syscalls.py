@@ -72,6 +72,24 @@ _pylibc.clone.argtypes = [_CLONE_FN, ctypes.c_void_p, ctypes.c_int, ctypes.c_voi
 _MAP_NORESERVE = 0x4000  # not in Python 3.11's mmap module
 
 
+def _vfork_entry(_arg: int | None) -> int:
+    try:
+        _vfork_child[0]()
+    except BaseException as e:  # nothing above us can take it
+        with contextlib.suppress(OSError):
+            os.write(2, f"timonel: {type(e).__name__}: {e}\n".encode())
+    os._exit(127)
+
+
+# The C entry of vfork_sibling's child, made once, at import (in the runtime, before its fork
+# server forks anything): making a ctypes callback allocates a libffi closure, and the first
+# allocation in a process reads /proc/self/status and /proc/mounts; in every container's helper
+# that read took the mount-table lock every other container's mounts wait for. The callable it
+# runs is put in _vfork_child just before each clone (the caller is single-threaded: see there).
+_vfork_child: list[Callable[[], None]] = []
+_VFORK_ENTRY = _CLONE_FN(_vfork_entry)
+
+
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -131,17 +149,9 @@ class Syscalls:
         """
         stack = mmap.mmap(-1, stack_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
         top = (ctypes.addressof(ctypes.c_char.from_buffer(stack)) + stack_size - 64) & ~15
-
-        def entry(_arg: int | None) -> int:
-            try:
-                child()
-            except BaseException as e:  # nothing above us can take it
-                with contextlib.suppress(OSError):
-                    os.write(2, f"timonel: {type(e).__name__}: {e}\n".encode())
-            os._exit(127)
-
-        fn = _CLONE_FN(entry)
-        pid = _pylibc.clone(fn, ctypes.c_void_p(top), CLONE_VM | CLONE_VFORK | CLONE_PARENT | signal.SIGCHLD, None)
+        _vfork_child[:] = [child]
+        pid = _pylibc.clone(_VFORK_ENTRY, ctypes.c_void_p(top), CLONE_VM | CLONE_VFORK | CLONE_PARENT | signal.SIGCHLD,
+                            None)
         return _check(pid, "clone(CLONE_VM|CLONE_VFORK|CLONE_PARENT)")
 
     # Mounts
