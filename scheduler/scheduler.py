@@ -58,6 +58,8 @@ SERVICES = ("v1", "Service")
 REPLICASETS = ("apps/v1", "ReplicaSet")
 STATEFULSETS = ("apps/v1", "StatefulSet")
 FLUSH_PERIOD = 30.0
+# How long a pod we bound counts as starting (our events wait meanwhile) unless it starts sooner.
+STARTING_HOLD_SECONDS = 5.0
 # Binds in flight at once: enough to keep the API server busy, few enough
 # not to queue hundreds of requests behind the client's connection pool.
 MAX_CONCURRENT_BINDS = 64
@@ -111,11 +113,19 @@ class Scheduler:
         self.pods = self.informers.informer(PODS)
         # Binds and evictions in flight (other writes wait for them).
         self._inflight: set[asyncio.Task[None]] = set()
+        # Pods we bound that have not started yet: when we bound them (time.monotonic()).
+        self._starting: dict[tuple[str, str], float] = {}
         self._register()
 
     def _busy(self) -> bool:
-        """Binds in flight or pods ready to schedule: best-effort writes wait."""
-        return bool(self._inflight) or self.queue.has_ready()
+        """Binds in flight, pods ready to schedule, or pods we bound in the last few seconds
+        still starting: best-effort writes (events) wait. In a burst of pod starts on two
+        CPUs, our 100 `Scheduled` events were written while those pods' nodes were starting
+        them, and their status writes queued behind ours."""
+        if self._starting:
+            cutoff = time.monotonic() - STARTING_HOLD_SECONDS
+            self._starting = {k: t for k, t in self._starting.items() if t > cutoff}
+        return bool(self._inflight) or self.queue.has_ready() or bool(self._starting)
 
     # -- informer handlers ------------------------------------------------------
 
@@ -157,6 +167,8 @@ class Scheduler:
 
     def _pod_updated(self, old: dict[str, Any], new: dict[str, Any]) -> None:
         key = pod_key(new)
+        if key in self._starting and (new.get("status") or {}).get("phase") != "Pending":
+            del self._starting[key]
         if node_name_of(new):
             if not node_name_of(old):
                 self.queue.delete(key)
@@ -188,6 +200,7 @@ class Scheduler:
 
     def _pod_deleted(self, pod: dict[str, Any]) -> None:
         key = pod_key(pod)
+        self._starting.pop(key, None)
         self.queue.delete(key)
         was_on_node = key in self.cache.pods
         self.cache.remove_pod(pod)
@@ -320,6 +333,7 @@ class Scheduler:
         now = time.perf_counter()
         self.metrics.binding_duration.observe(now - t0)
         self.metrics.e2e_duration.observe(max(0.0, time.monotonic() - q.initial))
+        self._starting[q.info.key] = time.monotonic()
         if self.on_bound is not None:
             self.on_bound(q.info.key, node)
         self.writes.submit(functools.partial(
