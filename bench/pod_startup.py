@@ -177,15 +177,13 @@ def parts(up: Up) -> dict[str, list[int]]:
 
 _KCMP = {"x86_64": 312, "aarch64": 272}
 _KCMP_VM = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _same_address_space(a: int, b: int) -> bool:
     """kcmp(KCMP_VM): do two processes share one memory (a vfork child before its execve)?"""
     nr = _KCMP.get(platform.machine())
-    if nr is None:
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.syscall(nr, a, b, _KCMP_VM, 0, 0) == 0
+    return nr is not None and _LIBC.syscall(nr, a, b, _KCMP_VM, 0, 0) == 0
 
 
 def idle_memory(up: Up) -> dict[str, tuple[int, int, int]]:

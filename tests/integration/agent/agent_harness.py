@@ -115,6 +115,14 @@ class Cluster:
         return name
 
 
+def namespace_events(c: Cluster, ns: str) -> list[dict[str, Any]]:
+    return list((c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", []))
+
+
+def event_reasons(c: Cluster, ns: str) -> set[str]:
+    return {str(e["reason"]) for e in namespace_events(c, ns)}
+
+
 def run_cluster(base: Path, agent_args: list[str] | None = None) -> Iterator[Cluster]:
     server: ApiServer | None = None
     # An etcd of its own (not the server's embedded one), so a test can restart the server.

@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 
 from timonel.node_agent.runtime.api import runtime_pb2 as pb
 
-from .agent_harness import Cluster, run_cluster, wait_for
+from .agent_harness import Cluster, event_reasons, namespace_events, run_cluster, wait_for
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the runtime daemon creates "
                                  "namespaces, cgroups, mounts and network interfaces"),
@@ -101,8 +101,7 @@ def test_crashing_container_backs_off(cluster: Cluster) -> None:
     assert "back-off 10s" in s["state"]["waiting"]["message"]
     assert pod["status"]["phase"] == "Running"
     valid(pod)
-    wait_for("a BackOff event", lambda: "BackOff" in {
-        e["reason"] for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])}, timeout=30)
+    wait_for("a BackOff event", lambda: "BackOff" in event_reasons(c, ns), timeout=30)
 
 
 def test_on_failure_pod_succeeds_and_is_not_restarted(cluster: Cluster) -> None:
@@ -242,8 +241,7 @@ def test_images_missing_locally(cluster: Cluster) -> None:
     wait_for("ErrImageNeverPull", lambda: reason("never") == "ErrImageNeverPull", timeout=120)
     wait_for("ImagePullBackOff", lambda: reason("pull") == "ImagePullBackOff", timeout=120)
     def pull_events() -> list[tuple[str, str]] | None:
-        seen = [(e["reason"], e["involvedObject"]["name"])
-                for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])]
+        seen = [(e["reason"], e["involvedObject"]["name"]) for e in namespace_events(c, ns)]
         return seen if ("Pulling", "pull") in seen and ("Failed", "pull") in seen else None
     events = wait_for("the Pulling and Failed events", pull_events, timeout=30)
     assert not any(name == "never" and r == "Pulling" for r, name in events)

@@ -21,7 +21,7 @@ from kubernetes import client as k8s
 from tests.integration.conftest import start_server
 from timonel.node_agent.runtime.api import runtime_pb2 as pb
 
-from .agent_harness import Cluster, run_cluster, wait_for
+from .agent_harness import Cluster, event_reasons, run_cluster, wait_for
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the runtime daemon creates "
                                  "namespaces, cgroups, mounts and network interfaces"),
@@ -141,8 +141,8 @@ def test_pod_runs_restarts_survives_agent_restart_and_is_removed(cluster: Cluste
     assert writer_res.memory_limit_in_bytes == 64 << 20 and writer_res.cpu_quota == 50_000
 
     # Events are written in the background (a busy agent holds them back a little).
-    wait_for("Pulled, Created and Started events", lambda: {"Pulled", "Created", "Started"} <= {
-        e["reason"] for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])}, timeout=30)
+    wait_for("Pulled, Created and Started events",
+             lambda: {"Pulled", "Created", "Started"} <= event_reasons(c, ns), timeout=30)
 
     # Kill the writer's process: it is restarted once, the old run is lastState.
     os.kill(ids["writer"][1], signal.SIGKILL)
@@ -176,8 +176,7 @@ def test_pod_runs_restarts_survives_agent_restart_and_is_removed(cluster: Cluste
     assert c.runtime.list_sandboxes(pb.PodSandboxFilter(label_selector={POD_UID: uid})) == []
     assert c.runtime.list_containers(pb.ContainerFilter(label_selector={POD_UID: uid})) == []
     assert not (c.agent.data_dir / "pods" / uid).exists()
-    wait_for("a Killing event", lambda: "Killing" in {
-        e["reason"] for e in (c.get(f"/api/v1/namespaces/{ns}/events") or {}).get("items", [])}, timeout=30)
+    wait_for("a Killing event", lambda: "Killing" in event_reasons(c, ns), timeout=30)
 
 
 def test_pod_deleted_while_agent_down_is_removed_as_orphan(cluster: Cluster) -> None:

@@ -41,6 +41,10 @@ def node(lab: Lab) -> NetworkConfig:
     return cfg
 
 
+def _ipv6(ipr: IPRoute, index: int) -> list[str]:
+    return [a.get("IFA_ADDRESS") for a in ipr.addr("dump", index=index, family=10)]
+
+
 def pod_view(netns: str) -> dict[str, object]:
     def work() -> dict[str, object]:
         with IPRoute() as ipr:
@@ -48,11 +52,9 @@ def pod_view(netns: str) -> dict[str, object]:
             lo = ipr.link("get", ifname="lo")[0]
             addrs = [(a.get("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.addr("dump", index=eth0["index"], family=2)]
             default = [r.get("RTA_GATEWAY") for r in ipr.route("dump", family=2, table=254) if r["dst_len"] == 0]
-            v6 = [a.get("IFA_ADDRESS") for a in ipr.addr("dump", index=eth0["index"], family=10)]
-            lo_v6 = [a.get("IFA_ADDRESS") for a in ipr.addr("dump", index=lo["index"], family=10)]
             return {"addrs": addrs, "default": default, "mtu": eth0.get("IFLA_MTU"),
                     "eth0_up": bool(eth0["flags"] & 1), "lo_up": bool(lo["flags"] & 1),
-                    "eth0_ipv6": v6, "lo_ipv6": lo_v6,
+                    "eth0_ipv6": _ipv6(ipr, eth0["index"]), "lo_ipv6": _ipv6(ipr, lo["index"]),
                     "queues": (eth0.get("IFLA_NUM_TX_QUEUES"), eth0.get("IFLA_NUM_RX_QUEUES"))}
 
     return run_in_netns(netns, work)
@@ -60,8 +62,7 @@ def pod_view(netns: str) -> dict[str, object]:
 
 def _host_ipv6(name: str) -> list[str]:
     with IPRoute() as ipr:
-        index = ipr.link_lookup(ifname=name)[0]
-        return [a.get("IFA_ADDRESS") for a in ipr.addr("dump", index=index, family=10)]
+        return _ipv6(ipr, ipr.link_lookup(ifname=name)[0])
 
 
 def test_two_pods_get_different_ips_and_reach_each_other(lab: Lab, node: NetworkConfig) -> None:
