@@ -66,6 +66,7 @@ def create_container(rt: Runtime, req: pb.CreateContainerRequest) -> str:
         rec = ContainerRecord(id=new_id(), sandbox_id=sb.id, name=name, config=messages.to_dict(cfg),
                               created_at=time.time_ns(), image_id=image.id,
                               image_ref=image.repo_digests[0] if image.repo_digests else image.id)
+        messages.remember_container_config(rec, cfg)
         try:
             _create(rt, rec, cfg, sb_cfg, image.id)
         except BaseException:

@@ -24,6 +24,24 @@ _sandbox_configs: dict[str, tuple[dict[str, Any], pb.PodSandboxConfig]] = {}
 _container_configs: dict[str, tuple[dict[str, Any], pb.ContainerConfig]] = {}
 
 
+def remember_sandbox_config(rec: SandboxRecord, cfg: pb.PodSandboxConfig) -> None:
+    """At create: the request's config is what parsing rec.config would give (~0.1 ms of
+    json_format per sandbox, ~0.2 ms per container, saved on their first status)."""
+    _remember(_sandbox_configs, rec.id, rec.config, cfg)
+
+
+def remember_container_config(rec: ContainerRecord, cfg: pb.ContainerConfig) -> None:
+    _remember(_container_configs, rec.id, rec.config, cfg)
+
+
+def _remember(cache: dict[str, tuple[dict[str, Any], Any]], rid: str, config: dict[str, Any], cfg: Any) -> None:
+    own = type(cfg)()
+    own.CopyFrom(cfg)  # the request's message is grpc's
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[rid] = (config, own)
+
+
 def sandbox_config(rec: SandboxRecord) -> pb.PodSandboxConfig:
     hit = _sandbox_configs.get(rec.id)
     if hit is not None and hit[0] is rec.config:

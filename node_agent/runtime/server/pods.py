@@ -107,6 +107,7 @@ def run_sandbox(rt: Runtime, req: pb.RunPodSandboxRequest) -> str:
     if taken is not None:
         raise AlreadyExists(f"pod sandbox name {rec.name!r} is in use by sandbox {taken.id}; remove it "
                             "first or raise metadata.attempt")
+    messages.remember_sandbox_config(rec, cfg)
     log.info("sandbox=%s name=%s msg=creating", sid, rec.name)
     with rt.sandbox_lock(sid):
         try:

@@ -3,6 +3,7 @@ gRPC status mapping."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import grpc
@@ -12,7 +13,7 @@ from timonel.node_agent.runtime.api import runtime_pb2 as pb
 from timonel.node_agent.runtime.container import ContainerError, NotFoundError, SpecError
 from timonel.node_agent.runtime.images import errors as image_errors
 from timonel.node_agent.runtime.sandbox import SandboxError
-from timonel.node_agent.runtime.server import pods, sysctls
+from timonel.node_agent.runtime.server import messages, pods, sysctls
 from timonel.node_agent.runtime.server.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -51,6 +52,27 @@ def test_records_persist_and_resolve_prefixes(tmp_path: Path) -> None:
     assert {c.id for c in again.containers_of(sid)} == set(cids)
     again.drop_container(cids[0])
     assert Records(str(tmp_path)).find_container(cids[0]) is None
+
+
+def test_configs_remembered_at_create_match_the_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c", attempt=2), image=pb.ImageSpec(image="busybox"),
+                             args=["sleep", "1"], labels={"a": "b"}, mounts=[pb.Mount(container_path="/x")])
+    rec = ContainerRecord(id=new_id(), sandbox_id="s", name="c_2", config=messages.to_dict(cfg), created_at=1,
+                          image_id="sha256:img")
+    sb_cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="p", namespace="ns", uid="u"), hostname="h")
+    sb = SandboxRecord(id=new_id(), name="p_ns_u_0", config=messages.to_dict(sb_cfg), created_at=1,
+                       cgroup_parent="timonel")
+    parsed = messages.container_config(rec), messages.sandbox_config(sb)
+    assert parsed == (cfg, sb_cfg)
+    messages.remember_container_config(rec, cfg)
+    messages.remember_sandbox_config(sb, sb_cfg)
+    cfg.args.append("changed later")  # what is remembered is a copy
+    monkeypatch.setattr(messages.json_format, "ParseDict", lambda *a, **k: pytest.fail("parsed again"))
+    assert (messages.container_config(rec), messages.sandbox_config(sb)) == parsed
+    # A record read back from disk holds another dict: parsed from it, not taken from the cache.
+    again = dataclasses.replace(rec, config=dict(rec.config))
+    with pytest.raises(pytest.fail.Exception, match="parsed again"):
+        messages.container_config(again)
 
 
 @pytest.mark.parametrize(("name", "host_network", "ok"), [
