@@ -159,9 +159,10 @@ def duration_flag(flag: str, value: str) -> float:
 
 
 async def _serve(client: Client, config) -> int:  # type: ignore[no-untyped-def]
-    from timonel.api.process_memory import releasing_free_heap
+    from timonel.api.process_memory import freeze_start_up_objects, releasing_free_heap
     from timonel.node_agent.agent.agent import Agent
 
+    freeze_start_up_objects()
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(Agent(client, config).run())
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -18,6 +18,7 @@ from aiohttp import web
 from timonel.api import kubeconfig, tls
 from timonel.api.auth.join import ensure_join_token
 from timonel.api.auth.tokens import ensure_admin_token, token_file
+from timonel.api.process_memory import freeze_start_up_objects
 from timonel.api.server.app import ServerConfig, make_app
 from timonel.api.server.loopback_socket import remove_loopback_socket, serve_loopback_socket
 from timonel.api.storage.etcd_process import EtcdProcess, EtcdStartError, start_embedded
@@ -172,6 +173,5 @@ def _tune_gc() -> None:
     """Fewer, cheaper garbage collections: the watch caches hold many long-lived
     dicts, and collections walking them showed up as create-latency spikes.
     Objects alive after start-up (schemas, documents) are frozen out of them."""
-    gc.collect()
-    gc.freeze()
+    freeze_start_up_objects()
     gc.set_threshold(50_000, 20, 100)

@@ -1,12 +1,15 @@
-"""TLS read buffers: smaller per connection, the same bytes through them."""
+"""Start-up hooks of long-running processes: TLS read buffers (smaller per connection, the same
+bytes through them), free heap handed back, start-up objects frozen out of collections."""
 
 from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import gc
 import hashlib
 import os
 import ssl
+import weakref
 
 import pytest
 
@@ -90,3 +93,25 @@ def test_periodic_release_stops_where_libc_has_no_malloc_trim(monkeypatch):
     monkeypatch.setattr(process_memory, "_malloc_trim", lambda: None)
     assert process_memory.release_free_heap() is False
     asyncio.run(asyncio.wait_for(process_memory.release_free_heap_periodically(0.01), 5))
+
+
+def test_start_up_objects_are_collected_once_then_frozen() -> None:
+    class Cycle:
+        pass
+
+    garbage = Cycle()
+    garbage.me = garbage  # type: ignore[attr-defined]
+    gone = weakref.ref(garbage)
+    del garbage
+    alive = [Cycle()]
+    alive.append(alive)  # type: ignore[arg-type]  # a cycle still in use
+    try:
+        process_memory.freeze_start_up_objects()
+        assert gone() is None  # collected before the freeze, not kept forever
+        assert gc.get_freeze_count() > 0
+        assert gc.is_tracked(alive) and not any(o is alive for o in gc.get_objects())  # frozen
+        before = gc.get_freeze_count()
+        gc.collect()  # later collections leave the frozen ones alone
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()  # the rest of this test process collects as before

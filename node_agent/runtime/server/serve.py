@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from timonel.api.process_memory import releasing_free_heap
+from timonel.api.process_memory import freeze_start_up_objects, releasing_free_heap
 
 from ..api import runtime_pb2_grpc as pb_grpc
 from ..cgroups import Cgroups
@@ -114,6 +114,7 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
         log.info("socket=%s pod_cidr=%s root=%s msg=serving", opts.socket, opts.pod_cidr, opts.root)
         if on_ready is not None:
             on_ready(rt)
+        freeze_start_up_objects()
         async with releasing_free_heap():
             await stop.wait()
         log.info("msg=stopping; containers keep running")
