@@ -19,6 +19,13 @@ DEFAULT_DATA_DIR = "/var/lib/timonel/agent"
 # DEFAULT_SOCKET comes from the runtime's options, not its daemon module: that would load the
 # whole runtime (cgroups, containers, fork server) into the agent.
 
+# Requests (status writes, events, leases) share this many connections; watches have
+# their own. The server answers one request at a time, so more connections add no
+# speed: with aiohttp's default of 100, a burst of pod starts opened one TLS connection
+# per concurrent status write (~15-25 handshakes for 100 pods), each a handshake's CPU on
+# both ends. The kubelet multiplexes everything over one HTTP/2 connection.
+API_CONNECTIONS = 4
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("agent", help="run the node agent: register this node and run its pods",
@@ -120,11 +127,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise Failure("AGENT_NODE_IP", f"--node-ip {args.node_ip!r} is not an IP address",
                           "pass an address of this machine, like 192.168.1.10", EXIT_CONFIG) from None
-    return asyncio.run(_serve(Client(config, pool_size=API_CONNECTIONS), AgentConfig(name, os.path.abspath(args.data_dir),
-                                                          args.runtime_socket, node_ip=args.node_ip,
-                                                          port=args.port, client_ca_pem=config.ca_pem,
-                                                          eviction_hard=eviction_hard,
-                                                          pressure_transition_seconds=transition)))
+    agent = AgentConfig(name, os.path.abspath(args.data_dir), args.runtime_socket, node_ip=args.node_ip,
+                        port=args.port, client_ca_pem=config.ca_pem, eviction_hard=eviction_hard,
+                        pressure_transition_seconds=transition)
+    return asyncio.run(_serve(Client(config, pool_size=API_CONNECTIONS), agent))
 
 
 
@@ -146,14 +152,6 @@ def eviction_hard_flag(value: str | None) -> str:
                       "memory.available<100Mi,nodefs.available<10%", EXIT_CONFIG) from None
     return value
 
-
-
-# Requests (status writes, events, leases) share this many connections; watches have
-# their own. The server answers one request at a time, so more connections add no
-# speed: with aiohttp's default of 100, a burst of pod starts opened one TLS connection
-# per concurrent status write (44 handshakes for 50 pods), each a handshake's CPU on
-# both ends. The kubelet multiplexes everything over one HTTP/2 connection.
-API_CONNECTIONS = 4
 
 
 def duration_flag(flag: str, value: str) -> float:

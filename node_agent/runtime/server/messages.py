@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 
@@ -20,6 +20,7 @@ STATES = {"created": pb.CONTAINER_CREATED, "running": pb.CONTAINER_RUNNING,
 # again (protobuf's json_format is pure Python) was a third of the runtime's CPU in a
 # 100-pod burst. The messages returned are shared: read them, never modify them.
 _CACHE_MAX = 4096
+M = TypeVar("M", pb.PodSandboxConfig, pb.ContainerConfig)
 _sandbox_configs: dict[str, tuple[dict[str, Any], pb.PodSandboxConfig]] = {}
 _container_configs: dict[str, tuple[dict[str, Any], pb.ContainerConfig]] = {}
 
@@ -34,33 +35,32 @@ def remember_container_config(rec: ContainerRecord, cfg: pb.ContainerConfig) -> 
     _remember(_container_configs, rec.id, rec.config, cfg)
 
 
-def _remember(cache: dict[str, tuple[dict[str, Any], Any]], rid: str, config: dict[str, Any], cfg: Any) -> None:
+def _remember(cache: dict[str, tuple[dict[str, Any], M]], rid: str, config: dict[str, Any], cfg: M) -> None:
     own = type(cfg)()
     own.CopyFrom(cfg)  # the request's message is grpc's
+    _store(cache, rid, config, own)
+
+
+def _store(cache: dict[str, tuple[dict[str, Any], M]], rid: str, config: dict[str, Any], cfg: M) -> None:
     if len(cache) >= _CACHE_MAX:
         cache.clear()
-    cache[rid] = (config, own)
+    cache[rid] = (config, cfg)
 
 
 def sandbox_config(rec: SandboxRecord) -> pb.PodSandboxConfig:
-    hit = _sandbox_configs.get(rec.id)
-    if hit is not None and hit[0] is rec.config:
-        return hit[1]
-    cfg = json_format.ParseDict(rec.config, pb.PodSandboxConfig(), ignore_unknown_fields=True)
-    if len(_sandbox_configs) >= _CACHE_MAX:
-        _sandbox_configs.clear()
-    _sandbox_configs[rec.id] = (rec.config, cfg)
-    return cfg
+    return _parsed(_sandbox_configs, rec.id, rec.config, pb.PodSandboxConfig)
 
 
 def container_config(rec: ContainerRecord) -> pb.ContainerConfig:
-    hit = _container_configs.get(rec.id)
-    if hit is not None and hit[0] is rec.config:
+    return _parsed(_container_configs, rec.id, rec.config, pb.ContainerConfig)
+
+
+def _parsed(cache: dict[str, tuple[dict[str, Any], M]], rid: str, config: dict[str, Any], kind: type[M]) -> M:
+    hit = cache.get(rid)
+    if hit is not None and hit[0] is config:
         return hit[1]
-    cfg = json_format.ParseDict(rec.config, pb.ContainerConfig(), ignore_unknown_fields=True)
-    if len(_container_configs) >= _CACHE_MAX:
-        _container_configs.clear()
-    _container_configs[rec.id] = (rec.config, cfg)
+    cfg = json_format.ParseDict(config, kind(), ignore_unknown_fields=True)
+    _store(cache, rid, config, cfg)
     return cfg
 
 
