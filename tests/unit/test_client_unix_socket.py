@@ -1,8 +1,10 @@
 """The Client over a unix socket (the API server's own loopback): both its
-pools use the socket, with plain HTTP, and still send the bearer token."""
+pools use the socket, with plain HTTP, and still send the bearer token; a
+request that waits out a Retry-After gives its connection back meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import aclosing
 from pathlib import Path
@@ -57,3 +59,34 @@ async def test_without_a_socket_the_pools_are_tcp() -> None:
     async with Client(ClusterConfig(server="http://127.0.0.1:1")) as client:
         assert type(client.session().connector) is aiohttp.TCPConnector
         assert type(client.watch_session().connector) is aiohttp.TCPConnector
+
+
+async def test_a_request_waiting_out_retry_after_leaves_the_connection_to_others(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    async def busy_once(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        asked.append(name)
+        if name == "slow" and asked.count("slow") == 1:
+            return web.json_response({"kind": "Status", "code": 429, "reason": "TooManyRequests"},
+                                     status=429, headers={"Retry-After": "2"})
+        return await _get(request)
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/{ns}/configmaps/{name}", busy_once)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    path = str(tmp_path / "api.sock")
+    await web.UnixSite(runner, path).start()
+    try:
+        async with Client(ClusterConfig(server="http://localhost", unix_socket=path), pool_size=1) as client:
+            slow = asyncio.create_task(client.get(CM, "default", "slow"))
+            while not asked:
+                await asyncio.sleep(0.01)
+            # The one connection is free during slow's 2 s wait: this is answered first.
+            fast = await asyncio.wait_for(client.get(CM, "default", "fast"), 1.5)
+            assert fast["metadata"]["name"] == "fast" and not slow.done()
+            assert (await slow)["metadata"]["name"] == "slow"
+            assert asked == ["slow", "fast", "slow"]
+    finally:
+        await runner.cleanup()
