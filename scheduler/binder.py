@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from timonel.api import meta
 from timonel.api.client import Client
+from timonel.api.client.events import hold_while_busy
 from timonel.api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -104,10 +106,7 @@ class Background:
     async def _run(self) -> None:
         while True:
             fn = await self.queue.get()
-            waited = 0.0
-            while self.busy is not None and self.busy() and waited < 5.0:
-                await asyncio.sleep(0.02)
-                waited += 0.02
+            await hold_while_busy(self.busy, time.monotonic(), max_delay=5.0, poll=0.02)
             try:
                 await fn()
             except asyncio.CancelledError:

@@ -49,6 +49,15 @@ MAX_QUEUED = 1000
 BUSY_POLL_SECONDS = 0.05
 
 
+async def hold_while_busy(busy: Callable[[], bool] | None, since: float, max_delay: float,
+                          poll: float = BUSY_POLL_SECONDS) -> None:
+    """Wait, polling every `poll` s, while busy() says the component has more urgent work,
+    but not past `max_delay` s after `since` (time.monotonic()): how best-effort writes
+    (events here, the scheduler's background writes) yield to a burst."""
+    while busy is not None and busy() and time.monotonic() - since < max_delay:
+        await asyncio.sleep(poll)
+
+
 def object_reference(obj: dict[str, Any]) -> dict[str, Any]:
     md = obj.get("metadata") or {}
     ref = {"kind": obj.get("kind", ""), "apiVersion": obj.get("apiVersion", ""),
@@ -116,8 +125,7 @@ class EventRecorder:
         while True:
             obj, type_, reason, message, ts, queued = await self._queue.get()
             try:
-                while self.busy is not None and self.busy() and time.monotonic() - queued < self.max_delay:
-                    await asyncio.sleep(BUSY_POLL_SECONDS)
+                await hold_while_busy(self.busy, queued, self.max_delay)
                 if self.qps > 0:
                     now = time.monotonic()
                     tokens = min(float(self.burst), tokens + (now - at) * self.qps)
