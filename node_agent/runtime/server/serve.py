@@ -27,6 +27,7 @@ from ..linux import SyscallsLike
 from ..network import list_netns, release_netns_dir
 from ..statefs import mount_state, release_state
 from .options import RuntimeOptions
+from .priority_pool import PriorityPool
 from .recovery import recover
 from .runtime import Runtime
 from .servicer import ImageServicer, RuntimeServicer
@@ -82,7 +83,7 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
                 on_ready: Callable[[Runtime], None] | None = None, stop: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM (or `stop` is set); containers keep running afterwards."""
     loop = asyncio.get_running_loop()
-    ops = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="rt-op")
+    ops = PriorityPool(max_workers=opts.workers, thread_name_prefix="rt-op")
     waits = ThreadPoolExecutor(max_workers=256, thread_name_prefix="rt-wait")
     loop.set_default_executor(waits)  # image imports and removals: off the pod work's few threads
     stop = stop or asyncio.Event()

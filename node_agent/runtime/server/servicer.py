@@ -26,6 +26,7 @@ from ..images import Credentials, ImageNotFoundError
 from . import attach_stream, containers, exec_stream, messages, pods
 from .errors import InvalidArgument, NotFound, status_for
 from .options import API_VERSION, RUNTIME_NAME
+from .priority_pool import LATER, SOON, PriorityPool
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,17 @@ def _version() -> str:
 
 
 class _Base:
-    def __init__(self, rt: Runtime, ops: Executor, waits: Executor):
+    def __init__(self, rt: Runtime, ops: PriorityPool, waits: Executor):
         self.rt, self.ops, self.waits = rt, ops, waits
 
     async def call(self, context: grpc.aio.ServicerContext, what: str, fn: Callable[..., T], *args: Any,
-                   pool: Executor | None = None) -> T:
-        loop = asyncio.get_running_loop()
+                   pool: Executor | None = None, priority: int = SOON) -> T:
+        """`fn(*args)` in a thread of `pool`, else of the ops pool at `priority`."""
+        work = functools.partial(fn, *args)
         try:
-            return await loop.run_in_executor(pool or self.ops, functools.partial(fn, *args))
+            if pool is not None:
+                return await asyncio.get_running_loop().run_in_executor(pool, work)
+            return await asyncio.wrap_future(self.ops.submit_at(priority, work))
         except Exception as e:
             await self.abort(context, what, e)
             raise AssertionError("unreachable") from None
@@ -99,7 +103,8 @@ class RuntimeServicer(_Base, pb_grpc.RuntimeServiceServicer):
 
     # -- sandboxes --
     async def RunPodSandbox(self, request: pb.RunPodSandboxRequest, context: Any) -> pb.RunPodSandboxResponse:
-        sid = await self.call(context, "RunPodSandbox", pods.run_sandbox, self.rt, request)
+        # A new pod waits for the containers of pods already under way (see priority_pool).
+        sid = await self.call(context, "RunPodSandbox", pods.run_sandbox, self.rt, request, priority=LATER)
         return pb.RunPodSandboxResponse(pod_sandbox_id=sid)
 
     async def StopPodSandbox(self, request: pb.StopPodSandboxRequest, context: Any) -> pb.StopPodSandboxResponse:
