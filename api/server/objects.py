@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from typing import Any
 from timonel.api import meta
 from timonel.api.defaults import apply_defaults, job_selector_defaults, qos_class
 from timonel.api.errors import ApiError, already_exists, conflict, not_found
+from timonel.api.patch.jsonvalue import deep_copy
 from timonel.api.resources import ResourceType
 from timonel.api.storage.etcd import CasFailed, CompactedError, Store, decode, encode
 from timonel.api.storage.watch_cache import Filter, WatchCaches
@@ -258,7 +258,7 @@ class Objects:
                 new = create_if_missing()
                 return await self.create(rtype, namespace, new, check=check, dry_run=dry_run), True
             old = kv.decode()
-            new = mutate(copy.deepcopy(old))
+            new = mutate(deep_copy(old))
             new = self._prepare_update(rtype, old, new, subresource)
             wanted_rv = (new.get("metadata") or {}).get("resourceVersion")
             if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
@@ -302,7 +302,7 @@ class Objects:
                            "sent on the request")
         if subresource == "status":
             # Only status changes through /status.
-            kept = copy.deepcopy(old)
+            kept = deep_copy(old)
             kept["status"] = new.get("status", old.get("status"))
             kept["metadata"]["resourceVersion"] = md.get("resourceVersion")
             new, md = kept, kept["metadata"]
@@ -378,7 +378,7 @@ class Objects:
                                f"Precondition failed: ResourceVersion in precondition: "
                                f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                f"{md['resourceVersion']}")
-            new = copy.deepcopy(obj)
+            new = deep_copy(obj)
             nmd = new["metadata"]
             finalizers = list(nmd.get("finalizers") or [])
             if policy == "Foreground" and "foregroundDeletion" not in finalizers:

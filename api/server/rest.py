@@ -3,7 +3,6 @@ deletecollection. Subresources and watch have modules of their own."""
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -12,6 +11,7 @@ from aiohttp import web
 from timonel.api import meta, schemas, selectors
 from timonel.api.admission import AdmissionRequest
 from timonel.api.errors import ApiError, bad_request
+from timonel.api.patch.jsonvalue import deep_copy
 from timonel.api.resources import ResourceType
 from timonel.api.server import codec
 from timonel.api.server.context import Server
@@ -189,11 +189,11 @@ async def update(server: Server, request: web.Request, info: RequestInfo) -> web
     warnings: list[str] = []
     check = with_fields(check_for(server, request, info, "UPDATE", warnings),
                          request.query.get("fieldManager", ""), info)
-    sent = copy.deepcopy(new)
+    sent = deep_copy(new)
     # A PUT without resourceVersion is an unconditional update, as upstream
     # allows for most kinds.
     out, _ = await server.objects.update(
-        info.rtype, info.namespace, info.name, lambda _old: copy.deepcopy(sent),
+        info.rtype, info.namespace, info.name, lambda _old: deep_copy(sent),
         subresource=info.subresource, check=check, dry_run=dry_run(request),
     )
     return object_response(request, info, out, 200, warnings)

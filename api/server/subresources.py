@@ -4,13 +4,13 @@ node agent."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from aiohttp import web
 
 from timonel.api import meta, schemas
 from timonel.api.errors import ApiError, bad_request, conflict
+from timonel.api.patch.jsonvalue import deep_copy
 from timonel.api.server import codec, rest
 from timonel.api.server.context import Server
 from timonel.api.server.objects import Obj
@@ -149,7 +149,7 @@ async def finalize(server: Server, request: web.Request, info: RequestInfo) -> w
     finalizers = (body.get("spec") or {}).get("finalizers") or []
 
     def mutate(ns: Obj) -> Obj:
-        ns = copy.deepcopy(ns)
+        ns = deep_copy(ns)
         ns.setdefault("spec", {})["finalizers"] = list(finalizers)
         ns["metadata"].pop("resourceVersion", None)
         return ns

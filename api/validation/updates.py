@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
+from timonel.api.patch.jsonvalue import deep_copy
 from timonel.api.resources import ResourceType
 from timonel.api.validation import field as f
 from timonel.api.validation.kinds import secret_data
@@ -115,7 +115,7 @@ def _pod_update_errors(new: Obj, old: Obj) -> list[f.Cause]:
                                    f"only deletion is allowed, but found new scheduling gate "
                                    f"'{name}'"))
     # Blank out what may change, then anything left that differs is forbidden.
-    munged = copy.deepcopy(ns)
+    munged = deep_copy(ns)
     for fld in ("containers", "initContainers"):
         for c, oc in zip(f.lst(munged.get(fld)), f.lst(os_.get(fld)), strict=False):
             if isinstance(c, dict) and isinstance(oc, dict):
