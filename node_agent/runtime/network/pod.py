@@ -57,8 +57,7 @@ def setup_pod_network(
         )
     if not interface or len(interface) > 15 or "/" in interface or " " in interface:
         raise NetworkError(f"pod interface name {interface!r} is not valid: use 1-15 characters, no '/' or spaces")
-    fresh = ipam.lookup(config.state_dir, pod_id) is None
-    alloc = ipam.allocate(config.state_dir, config.pod_cidr, pod_id)
+    alloc, fresh = ipam.acquire(config.state_dir, config.pod_cidr, pod_id)
     try:
         net = run_in_netns(config.node_netns, _setup, netns_path, pod_id, config, interface, alloc.ip)
     except BaseException as e:

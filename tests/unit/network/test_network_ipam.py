@@ -28,6 +28,25 @@ def test_same_pod_gets_same_address(tmp_path: Path) -> None:
     assert len(ipam.list_allocations(str(tmp_path))) == 1
 
 
+def test_acquire_says_whether_the_address_is_new(tmp_path: Path) -> None:
+    a, fresh = ipam.acquire(str(tmp_path), "10.88.0.0/24", "p")
+    b, again = ipam.acquire(str(tmp_path), "10.88.0.0/24", "p")
+    assert (a, fresh) == (b, True) and again is False
+
+
+def test_a_torn_cursor_starts_the_search_at_the_beginning(tmp_path: Path) -> None:
+    d = str(tmp_path)
+    for i in range(3):
+        ipam.allocate(d, "10.88.0.0/24", f"p{i}")
+    assert (tmp_path / "ipam" / ".last").read_text() == "10.88.0.4"
+    (tmp_path / "ipam" / ".last").write_text("10.88.0.40")
+    assert ipam.allocate(d, "10.88.0.0/24", "p3").ip == "10.88.0.41"
+    # What a crash between writing a shorter address and cutting the file leaves.
+    (tmp_path / "ipam" / ".last").write_text("10.88.0.9x")
+    assert ipam.allocate(d, "10.88.0.0/24", "p4").ip == "10.88.0.5"
+    assert (tmp_path / "ipam" / ".last").read_text() == "10.88.0.5"
+
+
 def test_exhaustion_never_hands_out_broadcast(tmp_path: Path) -> None:
     # /29: .0 network, .1 gateway, .7 broadcast -> 5 pods
     got = {ipam.allocate(str(tmp_path), "10.0.0.0/29", f"p{i}").ip for i in range(5)}
