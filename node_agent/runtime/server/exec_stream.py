@@ -122,12 +122,14 @@ async def _feed(proc: ExecProcess, requests: AsyncIterator[pb.ExecStreamRequest]
 
 
 async def stream(proc: ExecProcess, start: pb.ExecRequest, requests: AsyncIterator[pb.ExecStreamRequest],
-                 ops: Executor, waits: Executor) -> AsyncIterator[pb.ExecStreamResponse]:
+                 waits: Executor) -> AsyncIterator[pb.ExecStreamResponse]:
     """Responses for an exec'd process, ending with its exit code; owns and closes `proc`."""
     loop = asyncio.get_running_loop()
 
     def run(fn: Callable[..., Any], *args: Any) -> Any:
-        return loop.run_in_executor(ops, fn, *args)
+        # `waits`, not the few threads of pod work: a write to a process that does not read
+        # its input blocks until it does.
+        return loop.run_in_executor(waits, fn, *args)
 
     queue: asyncio.Queue[pb.ExecStreamResponse | None] = asyncio.Queue(maxsize=16)
     if start.tty:

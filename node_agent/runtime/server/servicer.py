@@ -197,7 +197,7 @@ class RuntimeServicer(_Base, pb_grpc.RuntimeServiceServicer):
             return
         proc = await self.call(context, "Exec", containers.exec_process, self.rt, start.container_id,
                                list(start.cmd), start.tty, start.stdin, size)
-        async for resp in exec_stream.stream(proc, start, request_iterator, self.ops, self.waits):
+        async for resp in exec_stream.stream(proc, start, request_iterator, self.waits):
             yield resp
 
     async def Attach(self, request_iterator: AsyncIterator[pb.AttachStreamRequest],

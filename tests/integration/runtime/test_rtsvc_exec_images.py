@@ -18,6 +18,7 @@ from timonel.node_agent.runtime.client import RuntimeClient
 from timonel.node_agent.runtime.images import ImageStore, import_image, push_image
 from timonel.node_agent.runtime.images.builder import BuiltImage, make_config, write_oci_layout
 from timonel.node_agent.runtime.images.registry import RegistryClient
+from timonel.node_agent.runtime.server.options import RuntimeOptions
 
 from .rtsvc_daemon import (
     REPO,
@@ -73,6 +74,28 @@ def test_exec_large_output_and_input(daemon: tuple[Daemon, RuntimeClient], runni
     code, out, _ = session.collect()
     assert code == 0
     assert out.startswith(hashlib.md5(data).hexdigest().encode()) and out.count(b"\0") == 5_000_000
+
+
+def test_execs_whose_process_never_reads_its_input_do_not_hold_up_pod_starts(
+        daemon: tuple[Daemon, RuntimeClient], running: str) -> None:
+    _, c = daemon
+    # More sessions than the daemon has threads for pod work, each with more input queued
+    # than a pipe holds, for a process that never reads it.
+    sessions = [c.exec(running, ["sleep", "60"], stdin=True) for _ in range(RuntimeOptions().workers + 2)]
+    try:
+        for s in sessions:
+            for _ in range(4):
+                s.send(b"x" * (1 << 16))
+        time.sleep(1)  # the writes are under way and blocked
+        t0 = time.monotonic()
+        sid, ids = run_pod(c, "while-execs-block", {"main": ["sleep", "1000"]})
+        assert time.monotonic() - t0 < 30
+        assert c.container_status(ids["main"]).status.state == pb.CONTAINER_RUNNING
+    finally:
+        for s in sessions:
+            s.cancel()
+    c.stop_sandbox(sid)
+    c.remove_sandbox(sid)
 
 
 def test_exec_with_a_tty_and_resize(daemon: tuple[Daemon, RuntimeClient], running: str) -> None:
