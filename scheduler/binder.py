@@ -106,7 +106,7 @@ class Background:
     async def _run(self) -> None:
         while True:
             fn = await self.queue.get()
-            await hold_while_busy(self.busy, time.monotonic(), max_delay=5.0, poll=0.02)
+            await hold_while_busy(self.busy, time.monotonic(), max_delay=5.0)
             try:
                 await fn()
             except asyncio.CancelledError:
