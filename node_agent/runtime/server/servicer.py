@@ -1,9 +1,12 @@
 """The gRPC servicers: each RPC runs its blocking work in a thread, errors become statuses.
 
-Two pools keep long waits (ExecSync, exec exit codes) from starving quick
-calls: `ops` for everything short, `waits` for what blocks until a process
-exits. WaitContainer needs no thread (the loop watches the exit descriptor)
-and StartContainer runs on the loop: both are on every container's start path.
+Two pools keep long waits (ExecSync, exec exit codes and input) from starving
+quick calls: `ops` for a pod's work (new pods' sandboxes after the work of pods
+under way: priority_pool.py), `waits` for what blocks until a process acts.
+WaitContainer needs no thread (the loop watches the exit descriptor);
+StartContainer, the status calls and the lists run on the loop: they are on
+every container's start path or the agent's relist, and take well under a
+millisecond.
 """
 
 from __future__ import annotations
