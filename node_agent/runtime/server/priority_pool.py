@@ -78,10 +78,17 @@ class PriorityPool(Executor):
             _, _, fut, fn = self._queue.get()
             if fut is None or fn is None:
                 return
+            ok, result, error = False, None, None
             if fut.set_running_or_notify_cancel():
                 try:
-                    fut.set_result(fn())
+                    result, ok = fn(), True
                 except BaseException as e:
-                    fut.set_exception(e)
-            with self._lock:
+                    error = e
+            with self._lock:  # free before the caller hears: work it submits next needs no new thread
                 self._idle += 1
+            if ok:
+                fut.set_result(result)
+            elif error is not None:
+                fut.set_exception(error)
+            # Not kept while this thread waits for the next: a result or a traceback's frames.
+            del fut, fn, result, error
