@@ -74,6 +74,9 @@ class RootfsPlan:
     # container's cgroup namespace): [dir, fstype, options]; [["", "cgroup2", ""]] on v2.
     cgroup_mounts: list[list[str]] = field(default_factory=list)
     cgroup_links: dict[str, str] = field(default_factory=dict)  # "cpu" -> "cpu,cpuacct"
+    # The container's own cgroup directory in each of those hierarchies (same order), bound
+    # instead of mounting the hierarchy again when there are several (cgroup v1).
+    cgroup_dirs: list[str] = field(default_factory=list)
 
 
 def secure_join(root: str, path: str) -> str:
@@ -357,8 +360,17 @@ def mount_cgroup_fs(sys: SyscallsLike, plan: RootfsPlan) -> None:
         sys.mount("cgroup2", base, "cgroup2", flags)
         return
     sys.mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=755,size=64k")
-    for name, fstype, options in plan.cgroup_mounts:
-        sys.mount(fstype, _ensure(os.path.join(base, name), True), fstype, flags, options or None)
+    binds = len(plan.cgroup_dirs) == len(plan.cgroup_mounts)
+    for i, (name, fstype, options) in enumerate(plan.cgroup_mounts):
+        target = _ensure(os.path.join(base, name), True)
+        if binds:
+            # The same directory the cgroup namespace's root shows, at a third of the cost:
+            # a new mount of a v1 hierarchy takes the kernel's cgroup mutex (which every
+            # cgroup mkdir and rmdir on the node also takes) and ~0.1 ms; a bind does not.
+            sys.mount(plan.cgroup_dirs[i], target, None, MS_BIND)
+            sys.mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
+        else:
+            sys.mount(fstype, target, fstype, flags, options or None)
     for link, target in plan.cgroup_links.items():
         os.symlink(target, os.path.join(base, link))
     sys.mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV)

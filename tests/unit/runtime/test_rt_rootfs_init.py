@@ -157,6 +157,23 @@ def test_sys_fs_cgroup_is_mounted_read_only(tmp_path: Path) -> None:
     assert [m[2] for m in v2.find("mount") if m[1].endswith("/sys/fs/cgroup")] == ["cgroup2"]
 
 
+def test_cgroup_v1_hierarchies_are_the_containers_own_dirs_bound_read_only(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, cgroup_mounts=[["memory", "cgroup", "memory"], ["pids", "cgroup", "pids"]],
+                    cgroup_dirs=["/sys/fs/cgroup/memory/pod/c", "/sys/fs/cgroup/pids/pod/c"])
+    sys = FakeSyscalls()
+    rootfs.mount_cgroup_fs(sys, plan)
+    base = plan.root + "/sys/fs/cgroup"
+    mine = [m for m in sys.find("mount") if m[1].startswith(base)]
+    assert [(m[0], m[1][len(base):], m[2]) for m in mine] == [
+        ("tmpfs", "", "tmpfs"), ("/sys/fs/cgroup/memory/pod/c", "/memory", None), (None, "/memory", None),
+        ("/sys/fs/cgroup/pids/pod/c", "/pids", None), (None, "/pids", None), (None, "", None)]
+    assert mine[1][3] == MS_BIND and all(m[3] & MS_REMOUNT and m[3] & MS_RDONLY for m in mine[2::2])
+    privileged = FakeSyscalls()
+    plan.privileged = True
+    rootfs.mount_cgroup_fs(privileged, plan)
+    assert not [m for m in privileged.find("mount") if m[1].startswith(base + "/") and m[3] & MS_RDONLY]
+
+
 def test_missing_bind_source_is_reported(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, mounts=[Mount("/no/such/dir", "/data")])
     with pytest.raises(OSError, match="/no/such/dir"):
