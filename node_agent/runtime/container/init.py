@@ -88,7 +88,8 @@ def setup(sys: SyscallsLike, cfg: InitConfig, start_fd: int = -1,
         sys.sethostname(cfg.hostname)
     mount_rootfs(sys, cfg.rootfs, staged)
     join_cgroup(sys, cfg.procs_files, start_fd)
-    mount_cgroup_fs(sys, cfg.rootfs)
+    # The cgroup.procs files just joined are in the hierarchies mount_specs listed, in its order.
+    mount_cgroup_fs(sys, cfg.rootfs, [os.path.dirname(p) for p in cfg.procs_files])
     pivot(sys, cfg.rootfs.root, cfg.readonly_rootfs)
     env = dict(cfg.env)
     env.setdefault("PATH", DEFAULT_PATH)

@@ -89,8 +89,6 @@ def build(spec: ContainerSpec, state_dir: str, cgroup: str, procs_files: list[st
         force_copy=force_copy,
         cgroup_mounts=cgroup_mounts[0],
         cgroup_links=cgroup_mounts[1],
-        # procs_files are the container's cgroup.procs in the same hierarchies, same order.
-        cgroup_dirs=[os.path.dirname(p) for p in procs_files] if len(cgroup_mounts[0]) > 1 else [],
     )
     join = {k: p for k, p in spec.namespaces.items() if k in _SHARED_KINDS}
     extra_env = {"HOSTNAME": spec.hostname} if spec.hostname else {}

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..linux import SyscallsLike
@@ -74,9 +74,6 @@ class RootfsPlan:
     # container's cgroup namespace): [dir, fstype, options]; [["", "cgroup2", ""]] on v2.
     cgroup_mounts: list[list[str]] = field(default_factory=list)
     cgroup_links: dict[str, str] = field(default_factory=dict)  # "cpu" -> "cpu,cpuacct"
-    # The container's own cgroup directory in each of those hierarchies (same order), bound
-    # instead of mounting the hierarchy again when there are several (cgroup v1).
-    cgroup_dirs: list[str] = field(default_factory=list)
 
 
 def secure_join(root: str, path: str) -> str:
@@ -346,11 +343,13 @@ def _mount_dev(sys: SyscallsLike, dev: str, privileged: bool) -> None:
             os.symlink(target, os.path.join(dev, name))
 
 
-def mount_cgroup_fs(sys: SyscallsLike, plan: RootfsPlan) -> None:
+def mount_cgroup_fs(sys: SyscallsLike, plan: RootfsPlan, cgroup_dirs: Sequence[str] = ()) -> None:
     """/sys/fs/cgroup, read-only unless privileged: runtimes such as the JVM size themselves from it.
 
     Separate from mount_rootfs because it comes after the init has joined its
     cgroup and made its cgroup namespace (the mounts show that namespace's root).
+    `cgroup_dirs`: the container's own cgroup in each of plan.cgroup_mounts' hierarchies
+    (same order); when given, those are bound rather than the hierarchies mounted again.
     """
     if not plan.cgroup_mounts:
         return
@@ -360,14 +359,14 @@ def mount_cgroup_fs(sys: SyscallsLike, plan: RootfsPlan) -> None:
         sys.mount("cgroup2", base, "cgroup2", flags)
         return
     sys.mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=755,size=64k")
-    binds = len(plan.cgroup_dirs) == len(plan.cgroup_mounts)
+    binds = len(cgroup_dirs) == len(plan.cgroup_mounts)
     for i, (name, fstype, options) in enumerate(plan.cgroup_mounts):
         target = _ensure(os.path.join(base, name), True)
         if binds:
             # The same directory the cgroup namespace's root shows, at a third of the cost:
             # a new mount of a v1 hierarchy takes the kernel's cgroup mutex (which every
             # cgroup mkdir and rmdir on the node also takes) and ~0.1 ms; a bind does not.
-            sys.mount(plan.cgroup_dirs[i], target, None, MS_BIND)
+            sys.mount(cgroup_dirs[i], target, None, MS_BIND)
             sys.mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
         else:
             sys.mount(fstype, target, fstype, flags, options or None)

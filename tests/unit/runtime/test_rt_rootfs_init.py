@@ -158,10 +158,10 @@ def test_sys_fs_cgroup_is_mounted_read_only(tmp_path: Path) -> None:
 
 
 def test_cgroup_v1_hierarchies_are_the_containers_own_dirs_bound_read_only(tmp_path: Path) -> None:
-    plan = plan_for(tmp_path, cgroup_mounts=[["memory", "cgroup", "memory"], ["pids", "cgroup", "pids"]],
-                    cgroup_dirs=["/sys/fs/cgroup/memory/pod/c", "/sys/fs/cgroup/pids/pod/c"])
+    plan = plan_for(tmp_path, cgroup_mounts=[["memory", "cgroup", "memory"], ["pids", "cgroup", "pids"]])
+    dirs = ["/sys/fs/cgroup/memory/pod/c", "/sys/fs/cgroup/pids/pod/c"]
     sys = FakeSyscalls()
-    rootfs.mount_cgroup_fs(sys, plan)
+    rootfs.mount_cgroup_fs(sys, plan, dirs)
     base = plan.root + "/sys/fs/cgroup"
     mine = [m for m in sys.find("mount") if m[1].startswith(base)]
     assert [(m[0], m[1][len(base):], m[2]) for m in mine] == [
@@ -170,7 +170,7 @@ def test_cgroup_v1_hierarchies_are_the_containers_own_dirs_bound_read_only(tmp_p
     assert mine[1][3] == MS_BIND and all(m[3] & MS_REMOUNT and m[3] & MS_RDONLY for m in mine[2::2])
     privileged = FakeSyscalls()
     plan.privileged = True
-    rootfs.mount_cgroup_fs(privileged, plan)
+    rootfs.mount_cgroup_fs(privileged, plan, dirs)
     assert not [m for m in privileged.find("mount") if m[1].startswith(base + "/") and m[3] & MS_RDONLY]
 
 
