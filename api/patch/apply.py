@@ -21,6 +21,7 @@ import logging
 from typing import Any
 
 from timonel.api.errors import ApiError, bad_request
+from timonel.api.jsonutil import deep_copy
 from timonel.api.patch.fieldsets import (
     STRIPPED,
     FieldSet,
@@ -28,7 +29,6 @@ from timonel.api.patch.fieldsets import (
     remove_paths,
     to_field_set,
 )
-from timonel.api.patch.jsonvalue import deep_copy
 from timonel.api.patch.managed import (
     APPLY,
     BEFORE_FIRST_APPLY,

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from timonel.api.errors import ApiError
-from timonel.api.patch.jsonvalue import deep_copy, json_equal, type_name
+from timonel.api.jsonutil import deep_copy
+from timonel.api.patch.jsonvalue import json_equal, type_name
 
 MAX_OPERATIONS = 10000
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from timonel.api.errors import ApiError
+from timonel.api.jsonutil import deep_copy
 from timonel.api.patch.fieldsets import FieldSet, Path, decode, encode, path_string, sort_paths
 from timonel.api.patch.fieldsv1 import is_canonical
-from timonel.api.patch.jsonvalue import deep_copy
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from timonel.api.patch.jsonvalue import deep_copy
+from timonel.api.jsonutil import deep_copy
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

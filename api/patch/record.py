@@ -15,9 +15,9 @@ import logging
 from typing import Any
 
 from timonel.api import schemas
+from timonel.api.jsonutil import deep_copy
 from timonel.api.patch import fieldsv1
 from timonel.api.patch.fieldsets import STRIPPED, FieldSet, compare, decode, encode
-from timonel.api.patch.jsonvalue import deep_copy
 from timonel.api.patch.managed import (
     MAX_UPDATE_MANAGERS,
     UPDATE,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from timonel.api.jsonutil import deep_copy
 from timonel.api.patch.fieldsets import Path, index_items
-from timonel.api.patch.jsonvalue import deep_copy
 from timonel.api.patch.shapes import Shape
 
 _MISSING: Any = object()

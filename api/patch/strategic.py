@@ -33,7 +33,8 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from timonel.api.errors import ApiError
-from timonel.api.patch.jsonvalue import deep_copy, go_json, json_equal, scalar_key, type_name
+from timonel.api.jsonutil import deep_copy
+from timonel.api.patch.jsonvalue import go_json, json_equal, scalar_key, type_name
 from timonel.api.patch.shapes import Shape, root_shape
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Any
 from timonel.api import meta
 from timonel.api.defaults import apply_defaults, job_selector_defaults, qos_class
 from timonel.api.errors import ApiError, already_exists, conflict, not_found
-from timonel.api.patch.jsonvalue import deep_copy
+from timonel.api.jsonutil import deep_copy
 from timonel.api.resources import ResourceType
 from timonel.api.storage.etcd import CasFailed, CompactedError, Store, decode, encode
 from timonel.api.storage.watch_cache import Filter, WatchCaches

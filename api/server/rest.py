@@ -11,7 +11,7 @@ from aiohttp import web
 from timonel.api import meta, schemas, selectors
 from timonel.api.admission import AdmissionRequest
 from timonel.api.errors import ApiError, bad_request
-from timonel.api.patch.jsonvalue import deep_copy
+from timonel.api.jsonutil import deep_copy
 from timonel.api.resources import ResourceType
 from timonel.api.server import codec
 from timonel.api.server.context import Server

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from timonel.api import meta, schemas
 from timonel.api.errors import ApiError, bad_request, conflict
-from timonel.api.patch.jsonvalue import deep_copy
+from timonel.api.jsonutil import deep_copy
 from timonel.api.server import codec, rest
 from timonel.api.server.context import Server
 from timonel.api.server.objects import Obj

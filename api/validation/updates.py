@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from timonel.api.patch.jsonvalue import deep_copy
+from timonel.api.jsonutil import deep_copy
 from timonel.api.resources import ResourceType
 from timonel.api.validation import field as f
 from timonel.api.validation.kinds import secret_data

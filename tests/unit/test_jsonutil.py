@@ -39,3 +39,30 @@ def test_big_integers_stay_integers() -> None:
     assert jsonutil.loads(b'{"n": 123456789012345678901234567890}') == {"n": big}
     assert jsonutil.loads(jsonutil.dumps({"n": big})) == {"n": big}
     assert jsonutil.loads(jsonutil.dumps({1: "x"})) == {"1": "x"}
+
+
+def _ids(v: object) -> set[int]:
+    if isinstance(v, dict):
+        return {id(v)} | {i for x in v.values() for i in _ids(x)}
+    if isinstance(v, list):
+        return {id(v)} | {i for x in v for i in _ids(x)}
+    return set()
+
+
+@given(values)
+def test_deep_copy_is_equal_and_shares_no_container(v: object) -> None:
+    copy = jsonutil.deep_copy(v)
+    assert copy == v
+    assert not _ids(copy) & _ids(v)
+
+
+def test_deep_copy_of_what_marshal_refuses() -> None:
+    class Labels(dict):  # type: ignore[type-arg]
+        pass
+
+    obj = {"metadata": Labels(app="web"), "items": [Labels(a=1)]}
+    copy = jsonutil.deep_copy(obj)
+    assert copy == obj
+    copy["metadata"]["app"] = "db"
+    copy["items"][0]["a"] = 2
+    assert obj == {"metadata": {"app": "web"}, "items": [{"a": 1}]}

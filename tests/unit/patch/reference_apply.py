@@ -35,7 +35,7 @@ from reference_ssa_merge import merge_applied
 
 from timonel.api import schemas
 from timonel.api.errors import ApiError, bad_request
-from timonel.api.patch.jsonvalue import deep_copy
+from timonel.api.jsonutil import deep_copy
 from timonel.api.patch.shapes import Shape, root_shape
 
 log = logging.getLogger(__name__)

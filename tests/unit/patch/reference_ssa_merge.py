@@ -8,7 +8,7 @@ from typing import Any
 
 from reference_fieldsets import Path, _field, _item, fpe, index_items, is_object_shape
 
-from timonel.api.patch.jsonvalue import deep_copy
+from timonel.api.jsonutil import deep_copy
 from timonel.api.patch.shapes import LIST, Shape
 
 _MISSING: Any = object()
