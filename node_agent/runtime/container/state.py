@@ -132,16 +132,24 @@ def shim_alive(shim: dict[str, Any]) -> bool:
     return alive(shim.get("shim_pid"), shim.get("shim_start"))
 
 
-def status_of(k: Known, shim_is_alive: Callable[[dict[str, Any]], bool] = shim_alive) -> ContainerStatus:
-    """The container's status now; reads meta.json, exit.json and shim.json only while they are missing."""
+def status_of(k: Known, shim_is_alive: Callable[[dict[str, Any]], bool] = shim_alive,
+              running_without_exit: bool = False) -> ContainerStatus:
+    """The container's status now; reads meta.json, exit.json and shim.json only while they are missing.
+
+    `running_without_exit`: the caller has seen that the shim has not recorded an exit and
+    is alive (the pipe it closes once it has, still open): no check for either here.
+    """
     known_meta(k)
-    if k.exit is None:
-        k.exit = _exit(k.state_dir)
-    if not k.shim.get("pid"):
-        k.shim = read_json(os.path.join(k.state_dir, "shim.json")) or {}
-    running = k.exit is None and bool(k.shim) and shim_is_alive(k.shim)
-    if k.exit is None and not running:
-        k.exit = _exit(k.state_dir)  # it may have written it between the two checks above, then ended
+    if running_without_exit and k.exit is None and k.shim.get("pid"):
+        running = True
+    else:
+        if k.exit is None:
+            k.exit = _exit(k.state_dir)
+        if not k.shim.get("pid"):
+            k.shim = read_json(os.path.join(k.state_dir, "shim.json")) or {}
+        running = k.exit is None and bool(k.shim) and shim_is_alive(k.shim)
+        if k.exit is None and not running:
+            k.exit = _exit(k.state_dir)  # it may have written it between the two checks above, then ended
     exit_ = k.exit
     if exit_ is not None:
         state = EXITED

@@ -181,24 +181,18 @@ def list_containers(rt: Runtime, f: pb.ContainerFilter | None) -> list[pb.Contai
     with rt.records.lock:
         recs = sorted((c for c in rt.records.containers.values() if c.phase == CREATED),
                       key=lambda c: c.created_at)
+    if f is not None:
+        # On the stored JSON, before parsing: the agent lists one pod's containers at a
+        # time, and parsing every container's config per call was O(pods^2) in a burst.
+        recs = [rec for rec in recs if rec.id.startswith(f.id) and rec.sandbox_id.startswith(f.pod_sandbox_id)
+                and all((rec.config.get("labels") or {}).get(k) == v for k, v in f.label_selector.items())]
+    statuses = rt.containers.statuses(rec.id for rec in recs)
     out = []
     for rec in recs:
-        if f is not None:
-            if f.id and not rec.id.startswith(f.id):
-                continue
-            if f.pod_sandbox_id and not rec.sandbox_id.startswith(f.pod_sandbox_id):
-                continue
-            # On the stored JSON, before parsing: the agent lists one pod's containers at a
-            # time, and parsing every container's config per call was O(pods^2) in a burst.
-            labels = rec.config.get("labels") or {}
-            if any(labels.get(k) != v for k, v in f.label_selector.items()):
-                continue
-        cfg = messages.container_config(rec)
-        try:
-            st = rt.containers.status(rec.id)
-        except NotFoundError:
+        st = statuses.get(rec.id)
+        if st is None:
             continue
-        msg = messages.container(rec, st, cfg)
+        msg = messages.container(rec, st)
         if f is not None and f.HasField("state") and f.state.state != msg.state:
             continue
         out.append(msg)

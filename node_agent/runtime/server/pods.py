@@ -253,11 +253,8 @@ def list_sandboxes(rt: Runtime, f: pb.PodSandboxFilter | None) -> list[pb.PodSan
         labels = rec.config.get("labels") or {}  # on the stored JSON: parsing is the costly part
         if f is not None and any(labels.get(k) != v for k, v in f.label_selector.items()):
             continue
-        cfg = messages.sandbox_config(rec)
         state = state_of(rt, rec)
         if f is not None and f.HasField("state") and f.state.state != state:
             continue
-        out.append(pb.PodSandbox(id=rec.id, metadata=cfg.metadata, state=state,  # type: ignore[arg-type]
-                                 created_at=rec.created_at, labels=dict(cfg.labels),
-                                 annotations=dict(cfg.annotations)))
+        out.append(messages.sandbox(rec, state))
     return out

@@ -42,6 +42,33 @@ def test_created_is_not_running_until_start(rt: Runtime, tmp_path: str) -> None:
         rt.containers.start("cr")
 
 
+def test_statuses_of_many_match_each_status(rt: Runtime) -> None:
+    """The list path polls the exited pipes of all running containers at once; what it
+    says must be what status() says one by one, whatever state each is in."""
+    rt.containers.create(rt.spec("st-created", ["sleep", "1000"]))
+    rt.containers.create(rt.spec("st-running", ["sleep", "1000"]))
+    rt.containers.start("st-running")
+    rt.run("st-exited", ["sh", "-c", "exit 3"])
+    rt.containers.create(rt.spec("st-shim-killed", ["sleep", "1000"]))
+    rt.containers.start("st-shim-killed")
+    shim_pid = rt.containers._shim("st-shim-killed")["shim_pid"]
+    os.kill(shim_pid, signal.SIGKILL)  # the shim ends without recording an exit
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{shim_pid}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ids = ["st-created", "st-running", "st-exited", "st-shim-killed", "st-missing"]
+    many = rt.containers.statuses(ids)
+    assert set(many) == set(ids) - {"st-missing"}
+    assert {cid: st.state for cid, st in many.items()} == {
+        "st-created": "created", "st-running": "running", "st-exited": "exited", "st-shim-killed": "exited"}
+    assert (many["st-exited"].exit_code, many["st-shim-killed"].exit_code) == (3, 255)
+    assert many["st-shim-killed"].message == "the container's shim died"
+    for cid, st in many.items():
+        assert st == rt.containers.status(cid)
+    rt.containers.stop("st-running", timeout=0)  # the running one ends: the next list says so
+    assert rt.containers.statuses(["st-running"])["st-running"].state == "exited"
+
+
 def test_sigterm_ignoring_pid1_is_killed_after_the_timeout(rt: Runtime) -> None:
     # sleep installs no SIGTERM handler, and PID 1 ignores signals it has no handler for.
     rt.containers.create(rt.spec("term", ["sleep", "1000"]))

@@ -10,7 +10,12 @@ import grpc
 import pytest
 
 from timonel.node_agent.runtime.api import runtime_pb2 as pb
-from timonel.node_agent.runtime.container import ContainerError, NotFoundError, SpecError
+from timonel.node_agent.runtime.container import (
+    ContainerError,
+    ContainerStatus,
+    NotFoundError,
+    SpecError,
+)
 from timonel.node_agent.runtime.images import errors as image_errors
 from timonel.node_agent.runtime.sandbox import SandboxError
 from timonel.node_agent.runtime.server import messages, pods, sysctls
@@ -73,6 +78,48 @@ def test_configs_remembered_at_create_match_the_records(monkeypatch: pytest.Monk
     again = dataclasses.replace(rec, config=dict(rec.config))
     with pytest.raises(pytest.fail.Exception, match="parsed again"):
         messages.container_config(again)
+
+
+def test_list_entries_are_built_once_per_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image="busybox"),
+                             labels={"io.kubernetes.pod.name": "web"}, annotations={"a": "1"})
+    rec = ContainerRecord(id=new_id(), sandbox_id="s", name="c_0", config=messages.to_dict(cfg), created_at=7,
+                          image_id="sha256:img", image_ref="busybox@sha256:x")
+    sb_cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="p", namespace="ns", uid="u"), labels={"l": "v"})
+    sb = SandboxRecord(id=new_id(), name="p_ns_u_0", config=messages.to_dict(sb_cfg), created_at=3,
+                       cgroup_parent="timonel")
+
+    def status(state: str) -> ContainerStatus:
+        return ContainerStatus(id=rec.id, state=state, pid=1, exit_code=None, reason="", message="", created_at=7,
+                               started_at=0, finished_at=0, log_path="", sandbox_id="s", labels={}, annotations={})
+
+    running = messages.container(rec, status("running"))
+    assert (running.state, running.image_ref, running.created_at) == (pb.CONTAINER_RUNNING, "busybox@sha256:x", 7)
+    assert dict(running.labels) == {"io.kubernetes.pod.name": "web"} and dict(running.annotations) == {"a": "1"}
+    ready = messages.sandbox(sb, pb.SANDBOX_READY)
+    assert (ready.metadata.name, dict(ready.labels), ready.created_at) == ("p", {"l": "v"}, 3)
+
+    built: list[object] = []
+    real = pb.Container
+
+    def counted(**kw: object) -> pb.Container:
+        built.append(kw)
+        return real(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(messages.pb, "Container", counted)
+    assert messages.container(rec, status("running")) is running  # nothing built again
+    assert messages.sandbox(sb, pb.SANDBOX_READY) is ready
+    assert built == []
+    exited = messages.container(rec, status("exited"))  # a new state: a new entry
+    assert exited.state == pb.CONTAINER_EXITED and len(built) == 1
+    assert messages.sandbox(sb, pb.SANDBOX_NOTREADY).state == pb.SANDBOX_NOTREADY
+    # A record read back from disk holds another dict: its entry is built from it.
+    assert messages.container(dataclasses.replace(rec, config=dict(rec.config)), status("exited")) is not exited
+
+    # A response holds copies: changing one leaves the shared entry as it was.
+    resp = pb.ListContainersResponse(containers=[exited])
+    resp.containers[0].labels["io.kubernetes.pod.name"] = "other"
+    assert dict(exited.labels) == {"io.kubernetes.pod.name": "web"}
 
 
 @pytest.mark.parametrize(("name", "host_network", "ok"), [
