@@ -80,7 +80,7 @@ def helper(sys: SyscallsLike, args: dict[str, Any], stdio: list[int], status_fd:
     cred = Credentials(uid=args["uid"], gid=args["gid"], groups=args["groups"], caps=args["caps"],
                        no_new_privs=args["no_new_privs"], seccomp=seccomp,
                        rlimits=[tuple(r) for r in args["rlimits"]])  # type: ignore[misc]
-    pid = os.fork()
+    pid = sys.fork_bare()  # the exec helper is single-threaded
     if pid == 0:
         try:
             for i, fd in enumerate(stdio):

@@ -160,7 +160,7 @@ def _spawn_pid1(sys: SyscallsLike, run: Callable[[], None], control: socket.sock
         run()
 
     control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-    helper = os.fork()
+    helper = sys.fork_bare()  # we are single-threaded
     if helper == 0:
         try:
             control.close()

@@ -9,6 +9,7 @@ security code's results to be checked.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,11 @@ class FakeSyscalls:
         self._record("vfork_sibling", child)
         self._next_fd += 1
         return self._next_fd
+
+    def fork_bare(self) -> int:
+        """Recorded, then a real fork: the caller's child branch runs as it would."""
+        self._record("fork_bare")
+        return os.fork()
 
     def set_pdeathsig(self, sig: int) -> None:
         self._record("set_pdeathsig", sig)

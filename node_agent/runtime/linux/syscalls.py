@@ -68,6 +68,8 @@ _libc.syscall.restype = ctypes.c_long
 _pylibc = ctypes.PyDLL(None, use_errno=True)
 _CLONE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 _pylibc.clone.restype = ctypes.c_int
+_pylibc.fork.restype = ctypes.c_int
+_pylibc.fork.argtypes = []
 _pylibc.clone.argtypes = [_CLONE_FN, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
 _MAP_NORESERVE = 0x4000  # not in Python 3.11's mmap module
 
@@ -153,6 +155,21 @@ class Syscalls:
         pid = _pylibc.clone(_VFORK_ENTRY, ctypes.c_void_p(top), CLONE_VM | CLONE_VFORK | CLONE_PARENT | signal.SIGCHLD,
                             None)
         return _check(pid, "clone(CLONE_VM|CLONE_VFORK|CLONE_PARENT)")
+
+    def fork_bare(self) -> int:
+        """fork(), without Python's after-fork work in the child; for single-threaded callers.
+
+        os.fork() runs every os.register_at_fork hook in the child (threading's, logging's,
+        random's reseed) and re-creates the interpreter's locks: in a process with the
+        runtime's modules loaded, the child has written ~200 pages (copy-on-write faults,
+        ~1 ms) before it runs a line of its own. That work is for locks another thread may
+        have held and for threads that no longer exist; a process that has no other threads
+        has neither (the fork server and the shims are single-threaded). libc's fork is
+        called with the GIL held, so the child finds it held by its one thread, as os.fork
+        leaves it. What the child then does not get: threading's record of the main thread
+        keeps the parent's native id, and `random` is not reseeded (uuid4 and secrets use
+        the OS's randomness; tempfile reseeds its own generator in a new process)."""
+        return _check(_pylibc.fork(), "fork()")
 
     # Mounts
     def mount(self, source: str | None, target: str, fstype: str | None, flags: int = 0,
