@@ -403,7 +403,7 @@ class ContainerManager:
 
     # -- queries --
     def status(self, cid: str) -> ContainerStatus:
-        return status_of(self._known_for(cid), lambda shim: self._shim_alive(cid, shim))
+        return status_of(self._known_for(cid), functools.partial(self._shim_alive, cid))
 
     def statuses(self, cids: Iterable[str]) -> dict[str, ContainerStatus]:
         """The status of each container found (for a list): the running ones started by this

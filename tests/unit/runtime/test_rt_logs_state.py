@@ -138,6 +138,27 @@ def test_known_state_reads_only_what_can_still_change(tmp_path: Path) -> None:
     assert (st.state, st.exit_code, st.pid) == (EXITED, 3, None)  # the shim may linger, draining output
 
 
+def test_a_caller_that_saw_the_exit_pipe_open_spares_the_checks(tmp_path: Path) -> None:
+    d = tmp_path / "c1"
+    d.mkdir()
+    write_json(str(d / "spec.json"), spec_dict())
+    write_json(str(d / "meta.json"), {"created_at": 5, "started_at": 6, "cgroup": "x"})
+    write_json(str(d / "shim.json"), {"shim_pid": os.getpid(), "shim_start": 1, "pid": 7, "pid_start": 1})
+    k = load_known(str(d))
+    assert k is not None
+
+    def not_asked(shim: dict[str, object]) -> bool:
+        raise AssertionError("the shim's liveness was checked")
+
+    write_json(str(d / "exit.json"), {"exit_code": 3, "reason": "Error", "finished_at": 9})  # not looked for
+    st = status_of(k, not_asked, running_without_exit=True)
+    assert (st.state, st.pid, st.exit_code) == (RUNNING, 7, None)
+    st = status_of(k, lambda shim: True)  # without the hint: exit.json is read
+    assert (st.state, st.exit_code) == (EXITED, 3)
+    st = status_of(k, not_asked, running_without_exit=True)  # an exit once seen is kept
+    assert st.state == EXITED
+
+
 def test_meta_written_after_a_first_status_is_still_read(tmp_path: Path) -> None:
     d = tmp_path / "c1"
     d.mkdir()
