@@ -18,6 +18,7 @@ import resource
 import signal
 import socket
 import struct
+import threading
 from collections.abc import Callable
 
 from .constants import (
@@ -62,15 +63,15 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.syscall.restype = ctypes.c_long
-# clone() through a handle that keeps the GIL during the call: the child runs Python on
-# the caller's interpreter (see Syscalls.vfork_sibling) and must find the GIL held, as the
-# caller, asleep meanwhile, left it.
+# clone() and fork() through a handle that keeps the GIL during the call: the child runs
+# Python on the caller's interpreter (see Syscalls.vfork_sibling) or a copy of it (see
+# Syscalls.fork_bare) and must find the GIL held, as the caller left it.
 _pylibc = ctypes.PyDLL(None, use_errno=True)
 _CLONE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 _pylibc.clone.restype = ctypes.c_int
+_pylibc.clone.argtypes = [_CLONE_FN, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
 _pylibc.fork.restype = ctypes.c_int
 _pylibc.fork.argtypes = []
-_pylibc.clone.argtypes = [_CLONE_FN, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
 _MAP_NORESERVE = 0x4000  # not in Python 3.11's mmap module
 
 
@@ -164,11 +165,13 @@ class Syscalls:
         runtime's modules loaded, the child has written ~200 pages (copy-on-write faults,
         ~1 ms) before it runs a line of its own. That work is for locks another thread may
         have held and for threads that no longer exist; a process that has no other threads
-        has neither (the fork server and the shims are single-threaded). libc's fork is
+        has neither (the fork server, the shims and the exec helpers are single-threaded). libc's fork is
         called with the GIL held, so the child finds it held by its one thread, as os.fork
         leaves it. What the child then does not get: threading's record of the main thread
         keeps the parent's native id, and `random` is not reseeded (uuid4 and secrets use
         the OS's randomness; tempfile reseeds its own generator in a new process)."""
+        if threading.active_count() > 1:
+            raise RuntimeError(f"fork_bare with {threading.active_count()} threads running: use os.fork")
         return _check(_pylibc.fork(), "fork()")
 
     # Mounts

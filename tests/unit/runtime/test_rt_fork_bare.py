@@ -10,6 +10,8 @@ import os
 import threading
 from collections.abc import Callable
 
+import pytest
+
 from timonel.node_agent.runtime.linux import Syscalls
 
 
@@ -66,3 +68,16 @@ def test_the_child_runs_python_threads_and_logging_without_the_hooks() -> None:
 def test_os_fork_runs_the_hooks_that_fork_bare_skips() -> None:
     got = _in_helper(os.fork)
     assert got["hook"] is True and got["code"] == 0 and got["thread_ran"]
+
+
+def test_refused_while_other_threads_run() -> None:
+    # A lock another thread holds at the fork would stay held in the child for ever.
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        with pytest.raises(RuntimeError, match="threads running"):
+            Syscalls().fork_bare()
+    finally:
+        stop.set()
+        t.join()
