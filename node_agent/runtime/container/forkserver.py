@@ -166,10 +166,9 @@ class ForkServer:
             self.pid = 0
 
 
-def fork_child(run: Callable[[], None], keep: set[int], fork: Callable[[], int] = os.fork) -> int:
-    """Fork from inside the server; the child runs `run` (which must not return) with only `keep` open.
-
-    `fork`: Syscalls.fork_bare in the runtime (the server is single-threaded)."""
+def fork_child(run: Callable[[], None], keep: set[int], fork: Callable[[], int]) -> int:
+    """Fork from inside the server with `fork` (Syscalls.fork_bare: the server is
+    single-threaded); the child runs `run` (which must not return) with only `keep` open."""
     pid = fork()
     if pid == 0:
         code = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from ..cgroups import Cgroups
@@ -16,9 +17,12 @@ log = logging.getLogger(__name__)
 
 
 def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
+    def fork(run: Callable[[], None], keep: set[int]) -> int:
+        return fork_child(run, keep, sys.fork_bare)  # the server is single-threaded
+
     def start_shim(args: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], list[int]]:
         ready_w, exited_w = fds
-        pid = fork_child(lambda: shim.main(sys, cgroups, args["state_dir"], ready_w, exited_w), set(fds), sys.fork_bare)
+        pid = fork(lambda: shim.main(sys, cgroups, args["state_dir"], ready_w, exited_w), set(fds))
         return {"pid": pid}, [pidfd(pid)]
 
     def start_spare(args: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], list[int]]:
@@ -28,7 +32,7 @@ def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
         init_ours, init_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             shim_fd, init_fd = shim_theirs.fileno(), init_theirs.fileno()
-            pid = fork_child(lambda: shim.spare(sys, cgroups, shim_fd, init_fd), {shim_fd, init_fd}, sys.fork_bare)
+            pid = fork(lambda: shim.spare(sys, cgroups, shim_fd, init_fd), {shim_fd, init_fd})
             return {"pid": pid}, [pidfd(pid), shim_ours.detach(), init_ours.detach()]
         finally:
             for sock in (shim_theirs, init_theirs, shim_ours, init_ours):
@@ -36,11 +40,11 @@ def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
 
     def start_exec(args: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], list[int]]:
         *stdio, status_fd = fds
-        pid = fork_child(lambda: exec_.helper(sys, args, stdio, status_fd), set(fds), sys.fork_bare)
+        pid = fork(lambda: exec_.helper(sys, args, stdio, status_fd), set(fds))
         return {"pid": pid}, []
 
     def start_janitor(args: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], list[int]]:
-        pid = fork_child(lambda: janitor.main(sys, fds[0]), set(fds), sys.fork_bare)
+        pid = fork(lambda: janitor.main(sys, fds[0]), set(fds))
         return {"pid": pid}, [pidfd(pid)]
 
     return {"shim": start_shim, "spare": start_spare, "exec": start_exec, "janitor": start_janitor}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -22,6 +23,7 @@ STATES = {"created": pb.CONTAINER_CREATED, "running": pb.CONTAINER_RUNNING,
 _CACHE_MAX = 4096
 M = TypeVar("M", pb.PodSandboxConfig, pb.ContainerConfig)
 V = TypeVar("V")
+E = TypeVar("E", pb.Container, pb.PodSandbox)
 _sandbox_configs: dict[str, tuple[dict[str, Any], pb.PodSandboxConfig]] = {}
 _container_configs: dict[str, tuple[dict[str, Any], pb.ContainerConfig]] = {}
 
@@ -78,31 +80,38 @@ _listed_containers: dict[str, tuple[dict[str, Any], int, pb.Container]] = {}
 _listed_sandboxes: dict[str, tuple[dict[str, Any], int, pb.PodSandbox]] = {}
 
 
-def container(rec: ContainerRecord, st: ContainerStatus, cfg: pb.ContainerConfig | None = None) -> pb.Container:
+def _entry(cache: dict[str, tuple[dict[str, Any], int, E]], rid: str, config: dict[str, Any], state: int,
+           build: Callable[[], E]) -> E:
+    hit = cache.get(rid)
+    if hit is not None and hit[0] is config and hit[1] == state:
+        return hit[2]
+    msg = build()
+    _store(cache, rid, (config, state, msg))
+    return msg
+
+
+def container(rec: ContainerRecord, st: ContainerStatus) -> pb.Container:
     """A ListContainers entry: shared, read it and never modify it."""
     state = STATES[st.state]
-    hit = _listed_containers.get(rec.id)
-    if hit is not None and hit[0] is rec.config and hit[1] == state:
-        return hit[2]
-    cfg = cfg or container_config(rec)
-    msg = pb.Container(
-        id=rec.id, pod_sandbox_id=rec.sandbox_id, metadata=cfg.metadata, image=cfg.image,
-        image_ref=rec.image_ref, image_id=rec.image_id, state=state,  # type: ignore[arg-type]
-        created_at=rec.created_at, labels=dict(cfg.labels), annotations=dict(cfg.annotations))
-    _store(_listed_containers, rec.id, (rec.config, state, msg))
-    return msg
+
+    def build() -> pb.Container:
+        cfg = container_config(rec)
+        return pb.Container(
+            id=rec.id, pod_sandbox_id=rec.sandbox_id, metadata=cfg.metadata, image=cfg.image,
+            image_ref=rec.image_ref, image_id=rec.image_id, state=state,  # type: ignore[arg-type]
+            created_at=rec.created_at, labels=dict(cfg.labels), annotations=dict(cfg.annotations))
+
+    return _entry(_listed_containers, rec.id, rec.config, state, build)
 
 
 def sandbox(rec: SandboxRecord, state: int) -> pb.PodSandbox:
     """A ListPodSandbox entry: shared, read it and never modify it."""
-    hit = _listed_sandboxes.get(rec.id)
-    if hit is not None and hit[0] is rec.config and hit[1] == state:
-        return hit[2]
-    cfg = sandbox_config(rec)
-    msg = pb.PodSandbox(id=rec.id, metadata=cfg.metadata, state=state,  # type: ignore[arg-type]
-                        created_at=rec.created_at, labels=dict(cfg.labels), annotations=dict(cfg.annotations))
-    _store(_listed_sandboxes, rec.id, (rec.config, state, msg))
-    return msg
+    def build() -> pb.PodSandbox:
+        cfg = sandbox_config(rec)
+        return pb.PodSandbox(id=rec.id, metadata=cfg.metadata, state=state,  # type: ignore[arg-type]
+                             created_at=rec.created_at, labels=dict(cfg.labels), annotations=dict(cfg.annotations))
+
+    return _entry(_listed_sandboxes, rec.id, rec.config, state, build)
 
 
 def container_status(rec: ContainerRecord, st: ContainerStatus) -> pb.ContainerStatus:
