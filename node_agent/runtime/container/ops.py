@@ -10,13 +10,14 @@ from typing import Any
 from ..cgroups import Cgroups
 from ..linux import SyscallsLike
 from . import exec as exec_
-from . import janitor, shim
+from . import janitor, rootfs, shim
 from .forkserver import ForkServer, Handler, fork_child, pidfd
 
 log = logging.getLogger(__name__)
 
 
-def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
+def handlers(sys: SyscallsLike, cgroups: Cgroups, staging: Callable[[], int] = lambda: -1) -> dict[str, Handler]:
+    """`staging`: the fork server's staging namespace fd (rootfs.staging_namespace), or -1."""
     def fork(run: Callable[[], None], keep: set[int]) -> int:
         return fork_child(run, keep, sys.fork_bare)  # the server is single-threaded
 
@@ -31,8 +32,9 @@ def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
         shim_ours, shim_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         init_ours, init_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            shim_fd, init_fd = shim_theirs.fileno(), init_theirs.fileno()
-            pid = fork(lambda: shim.spare(sys, cgroups, shim_fd, init_fd), {shim_fd, init_fd})
+            shim_fd, init_fd, staging_fd = shim_theirs.fileno(), init_theirs.fileno(), staging()
+            keep = {shim_fd, init_fd} | ({staging_fd} if staging_fd >= 0 else set())
+            pid = fork(lambda: shim.spare(sys, cgroups, shim_fd, init_fd, staging_fd), keep)
             return {"pid": pid}, [pidfd(pid), shim_ours.detach(), init_ours.detach()]
         finally:
             for sock in (shim_theirs, init_theirs, shim_ours, init_ours):
@@ -52,4 +54,13 @@ def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
 
 def start_fork_server(sys: SyscallsLike, cgroups: Cgroups) -> ForkServer:
     """Start it before the process starts any thread."""
-    return ForkServer(handlers(sys, cgroups), on_start=lambda: sys.set_name("timonel-forksrv")).start()
+    staging = [-1]
+
+    def on_start() -> None:  # in the server
+        sys.set_name("timonel-forksrv")
+        try:
+            staging[0] = rootfs.staging_namespace(sys)
+        except OSError as e:  # spares then stage in a copy of the host's mounts: slower, the same
+            log.warning("no staging mount namespace err=%s; containers start a little slower", e)
+
+    return ForkServer(handlers(sys, cgroups, lambda: staging[0]), on_start=on_start).start()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ..linux import SyscallsLike
 from ..linux.constants import (
+    CLONE_NEWNS,
     MNT_DETACH,
     MS_BIND,
     MS_NODEV,
@@ -315,6 +316,45 @@ def stage_kernel_mounts(sys: SyscallsLike, scratch: str = "/tmp") -> StagedMount
     except OSError:
         os.close(proc_tree)
         raise
+
+
+def staging_namespace(sys: SyscallsLike, base: str = "/tmp") -> int:
+    """A mount namespace of two mounts, for stage_kernel_mounts to copy: a tmpfs root with
+    /tmp and the host's /dev (bound, without its submounts); an fd to it (close-on-exec).
+
+    Must be called by a single-threaded process (setns back to our namespace). A spare's
+    init stages in a copy of a namespace, and a copy takes every mount of the one copied,
+    each cloned again and unmounted when the copy goes: the host's grows by three per pod
+    (the namespace pins), and with 320 mounts an unshare-and-back took 531 us of CPU
+    against 40 us with 22. `base`: where the tmpfs goes in our throwaway copy (it is
+    hidden by nothing there: the copy is private and pivoted away from).
+    """
+    own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    made = -1
+    try:
+        sys.unshare(CLONE_NEWNS)
+        try:
+            made = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            sys.mount(None, "/", None, MS_REC | MS_PRIVATE)
+            sys.mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k")
+            for name in ("dev", "tmp"):
+                os.mkdir(os.path.join(base, name), 0o755)
+            sys.mount("/dev", os.path.join(base, "dev"), None, MS_BIND)
+            sys.chdir(base)
+            sys.pivot_root(".", ".")
+            sys.umount2(".", MNT_DETACH)
+        finally:
+            sys.setns(own, CLONE_NEWNS)  # an error here ends the process: it is in neither
+            os.fchdir(cwd)  # setns moved us to the root
+    except BaseException:
+        if made >= 0:
+            os.close(made)
+        raise
+    finally:
+        os.close(own)
+        os.close(cwd)
+    return made
 
 
 def _mount_proc(sys: SyscallsLike, proc: str, masked: list[str], readonly: list[str]) -> None:

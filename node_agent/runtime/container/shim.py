@@ -89,7 +89,7 @@ def main(sys: SyscallsLike, cgroups: Cgroups, state_dir: str, ready_fd: int, exi
     os._exit(code)
 
 
-def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int, init_requests: int) -> None:
+def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int, init_requests: int, staging: int = -1) -> None:
     """A shim forked ahead of need by the fork server (see spares.py); ends with os._exit.
 
     Forks the container's init at once, in a new PID namespace; the init builds a
@@ -98,12 +98,15 @@ def spare(sys: SyscallsLike, cgroups: Cgroups, requests: int, init_requests: int
     ready pipe and a stdin pipe's read end), to this shim on `requests`
     ({"state_dir": ...}, with the exited pipe and, if the container has stdin,
     the write end of its pipe); then this lives as main(). EOF (the runtime has gone, or dropped
-    us) ends both.
+    us) ends both. `staging`: a mount namespace for the init to stage in (rootfs.staging_namespace),
+    or -1: a copy of ours.
     """
     try:
         _prepare(sys)
-        early = _fork_early_init(sys, requests, init_requests)
+        early = _fork_early_init(sys, requests, init_requests, staging)
         os.close(init_requests)
+        if staging >= 0:
+            os.close(staging)
         with socket.socket(fileno=requests) as sock:
             msg, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, 2)
     except BaseException:
@@ -123,7 +126,7 @@ def _read_launch(state_dir: str) -> dict[str, Any]:
     return launch
 
 
-def _fork_early_init(sys: SyscallsLike, requests: int, init_requests: int) -> EarlyInit:
+def _fork_early_init(sys: SyscallsLike, requests: int, init_requests: int, staging: int = -1) -> EarlyInit:
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -131,7 +134,7 @@ def _fork_early_init(sys: SyscallsLike, requests: int, init_requests: int) -> Ea
     def pid1() -> None:
         sys.set_pdeathsig(signal.SIGKILL)
         _init_stdio(out_w, err_w)
-        _early_init(sys, init_requests, theirs, _stage(sys))
+        _early_init(sys, init_requests, theirs, _stage(sys, staging))
 
     pid, helper = _spawn_pid1(sys, pid1, ours, theirs, not_for_pid1=(requests,))
     os.close(out_w)
@@ -193,14 +196,22 @@ def _spawn_pid1(sys: SyscallsLike, run: Callable[[], None], control: socket.sock
     raise RuntimeError("the container's init ended before it started; see the shim's log")
 
 
-def _stage(sys: SyscallsLike) -> StagedMounts | None:
+def _stage(sys: SyscallsLike, staging: int = -1) -> StagedMounts | None:
     """/proc and /dev for a default container, built in a throwaway mount namespace (ours
-    is made at the request, from the host's mounts as they are then). None when the
-    kernel cannot (open_tree and move_mount are Linux 5.2): the init then builds them
-    itself, as for containers that want them otherwise. Our stderr is the container's
-    log, so a failure here is not written anywhere; it only costs time."""
+    is made at the request, from the host's mounts as they are then): a copy of `staging`
+    (rootfs.staging_namespace), else of ours. None when the kernel cannot (open_tree and
+    move_mount are Linux 5.2): the init then builds them itself, as for containers that
+    want them otherwise. Our stderr is the container's log, so a failure here is not
+    written anywhere; it only costs time."""
     own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     try:
+        if staging >= 0:
+            try:
+                sys.setns(staging, CLONE_NEWNS)
+            except OSError:
+                staging = -1  # a copy of ours, then
+            else:
+                os.close(staging)
         sys.unshare(CLONE_NEWNS)
         try:
             return stage_kernel_mounts(sys)
