@@ -3,9 +3,9 @@
 Every request parses and writes JSON several times (body, etcd value, watch
 cache, response): orjson does it several times faster than the standard
 library, which measurably raises creates/s. But orjson reads integers beyond
-64 bits as floats without a word, so untrusted input (request bodies) goes
-through the standard library, and orjson reads only what the server itself
-wrote after validation (etcd values).
+64 bits as floats without a word: `loads` (request bodies, and everything a
+client reads from the server) sends what might hold one to the standard library,
+and `loads_trusted` (etcd values, which only the server wrote) does not look.
 """
 
 from __future__ import annotations
@@ -27,8 +27,29 @@ def dumps(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
+# A run of 19 digits may be a number beyond 64 bits, which orjson would read as a float:
+# text with one (in a string or not) is parsed by the standard library. Found by mapping
+# every digit to "0" and looking for 19 of them: ~1.4 us for a 2.6 KB pod, where the
+# regular expression [0-9]{19} takes ~23 us (more than the standard library's parse).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_DIGITS_TO_ZERO_STR = str.maketrans("123456789", "000000000")
+_LONG, _LONG_BYTES = "0" * 19, b"0" * 19
+
+
 def loads(data: bytes | str) -> Any:
-    """Parse untrusted JSON exactly; json.JSONDecodeError says where it broke."""
+    """Parse JSON exactly as the standard library does, fast; json.JSONDecodeError says where
+    it broke. orjson refuses what it reads differently (lone surrogates, NaN, a BOM, other
+    encodings), and that goes to the standard library too, as do numbers of 19 digits or
+    more: the result is the standard library's in every case."""
+    if isinstance(data, str):
+        long = _LONG in data.translate(_DIGITS_TO_ZERO_STR)
+    else:
+        long = _LONG_BYTES in data.translate(_DIGITS_TO_ZERO)
+    if not long:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
     return json.loads(data)
 
 

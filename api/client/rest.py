@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from timonel.api import resources, tls
+from timonel.api import jsonutil, resources, tls
 from timonel.api.client.backoff import Backoff
 from timonel.api.client.wire import LineSplitter, Obj, error_from_body, parse_event
 from timonel.api.errors import ApiError
@@ -435,7 +435,7 @@ def _decode(raw: bytes, content_type: str) -> Any:
         return {}
     if content_type.endswith("json") or raw[:1] in (b"{", b"["):
         try:
-            return json.loads(raw)
+            return jsonutil.loads(raw)
         except ValueError:
             if content_type.endswith("json"):
                 raise ApiError(500, f"the server sent invalid JSON: {raw[:200]!r}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from timonel.api import jsonutil
 from timonel.api.errors import ApiError
 
 Obj = dict[str, Any]
@@ -46,7 +47,7 @@ class LineSplitter:
 def parse_event(line: bytes) -> tuple[str, Obj]:
     """One watch event line to (type, object); ERROR events raise ApiError."""
     try:
-        ev = json.loads(line)
+        ev = jsonutil.loads(line)
     except ValueError as e:
         raise ApiError(500, f"the server sent a watch event that is not JSON ({e}): "
                        f"{line[:200]!r}", "InternalError") from None

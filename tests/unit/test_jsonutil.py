@@ -66,3 +66,35 @@ def test_deep_copy_of_what_marshal_refuses() -> None:
     copy["metadata"]["app"] = "db"
     copy["items"][0]["a"] = 2
     assert obj == {"metadata": {"app": "web"}, "items": [{"a": 1}]}
+
+
+# What orjson reads differently from the standard library, or refuses: each must come out as
+# json.loads has it (a value, or a JSONDecodeError at the same place).
+_EDGES = [b'{"a": 18446744073709551616}', b'{"a": -9223372036854775809}', b'[123456789012345678901234]',
+          b'{"a": 0.12345678901234567890123}', b'{"s": "\\ud800"}', b'NaN', b'[Infinity, -Infinity]',
+          b'{"a": 1e400}', b'\xef\xbb\xbf{"a": 1}', '{"a": 1}'.encode("utf-16"), b'{"a":1,"a":2}',
+          b'{"a": "12345678901234567890"}', b'[1,]', b'{"a": "\x01"}', b'[] x', b'', b'{"a": -0.0}']
+
+
+@pytest.mark.parametrize("text", _EDGES)
+def test_loads_is_the_standard_librarys_on_what_orjson_reads_otherwise(text: bytes) -> None:
+    for data in (text, text.decode("utf-8", errors="surrogatepass") if text[:2] != b"\xff\xfe" else None):
+        if data is None:
+            continue
+        try:
+            expected = json.loads(data)
+        except json.JSONDecodeError as e:
+            with pytest.raises(json.JSONDecodeError) as got:
+                jsonutil.loads(data)
+            assert (got.value.msg, got.value.pos) == (e.msg, e.pos)
+            continue
+        got_value = jsonutil.loads(data)
+        assert repr(got_value) == repr(expected)  # repr: nan == nan is False; 1 == 1.0 is True
+        assert type(got_value) is type(expected)
+
+
+@given(st.integers(-2**200, 2**200))
+def test_loads_keeps_every_integer_exact(n: int) -> None:
+    for data in (f'{{"n": {n}}}', f'{{"n": {n}}}'.encode()):
+        got = jsonutil.loads(data)["n"]
+        assert got == n and type(got) is int
