@@ -256,7 +256,7 @@ class Objects:
         etcd call instead of two.
         """
         key = key_of(rtype, namespace, name)
-        cached = self._cached(rtype, key)
+        cached = self.caches.peek(prefix_of(rtype), key)
         for _ in range(MAX_CAS_RETRIES):
             if cached is not None:
                 old, revision = cached, int(cached["metadata"]["resourceVersion"])
@@ -301,11 +301,6 @@ class Objects:
             return new, False
         raise ApiError(409, f"too many concurrent writers to {rtype.plural} {name!r}; retry",
                        "Conflict")
-
-    def _cached(self, rtype: ResourceType, key: str) -> Obj | None:
-        """The watch cache's copy of `key`, if the cache of its kind is running (read-only)."""
-        cache = self.caches.caches.get(prefix_of(rtype))
-        return cache.objects.get(key) if cache is not None else None
 
     def _prepare_update(self, rtype: ResourceType, old: Obj, new: Obj, subresource: str) -> Obj:
         if not isinstance(new, dict) or not isinstance(new.get("metadata", {}), dict):

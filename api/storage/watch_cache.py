@@ -253,6 +253,12 @@ class WatchCaches:
         await cache.start()
         return cache
 
+    def peek(self, prefix: str, key: str) -> dict[str, Any] | None:
+        """The object at `key` as the running cache of `prefix` has it (shared: read only);
+        None when there is no such cache (none is started) or it does not hold `key`."""
+        cache = self.caches.get(prefix)
+        return cache.objects.get(key) if cache is not None else None
+
     async def stop(self) -> None:
         for c in self.caches.values():
             await c.stop()

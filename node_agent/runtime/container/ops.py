@@ -16,8 +16,22 @@ from .forkserver import ForkServer, Handler, fork_child, pidfd
 log = logging.getLogger(__name__)
 
 
-def handlers(sys: SyscallsLike, cgroups: Cgroups, staging: Callable[[], int] = lambda: -1) -> dict[str, Handler]:
-    """`staging`: the fork server's staging namespace fd (rootfs.staging_namespace), or -1."""
+def handlers(sys: SyscallsLike, cgroups: Cgroups) -> dict[str, Handler]:
+    staging_fd: int | None = None
+
+    def staging() -> int:
+        """The server's staging namespace (rootfs.staging_namespace), made at its first spare
+        (in the server: it must be single-threaded), or -1: spares then stage in a copy of
+        the host's mounts, slower but the same."""
+        nonlocal staging_fd
+        if staging_fd is None:
+            try:
+                staging_fd = rootfs.staging_namespace(sys)
+            except OSError as e:
+                log.warning("no staging mount namespace err=%s; containers start a little slower", e)
+                staging_fd = -1
+        return staging_fd
+
     def fork(run: Callable[[], None], keep: set[int]) -> int:
         return fork_child(run, keep, sys.fork_bare)  # the server is single-threaded
 
@@ -54,13 +68,4 @@ def handlers(sys: SyscallsLike, cgroups: Cgroups, staging: Callable[[], int] = l
 
 def start_fork_server(sys: SyscallsLike, cgroups: Cgroups) -> ForkServer:
     """Start it before the process starts any thread."""
-    staging = [-1]
-
-    def on_start() -> None:  # in the server
-        sys.set_name("timonel-forksrv")
-        try:
-            staging[0] = rootfs.staging_namespace(sys)
-        except OSError as e:  # spares then stage in a copy of the host's mounts: slower, the same
-            log.warning("no staging mount namespace err=%s; containers start a little slower", e)
-
-    return ForkServer(handlers(sys, cgroups, lambda: staging[0]), on_start=on_start).start()
+    return ForkServer(handlers(sys, cgroups), on_start=lambda: sys.set_name("timonel-forksrv")).start()

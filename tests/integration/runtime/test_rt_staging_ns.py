@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .conftest import Runtime, needs_root
@@ -64,6 +66,15 @@ def test_the_staging_namespace_holds_two_mounts_whatever_the_host_has(tmp_path: 
 
 def test_the_fork_server_keeps_a_staging_namespace(rt: Runtime) -> None:
     ours = os.readlink("/proc/self/ns/mnt")
-    fds = os.listdir(f"/proc/{rt.forkserver.pid}/fd")
-    held = {os.readlink(f"/proc/{rt.forkserver.pid}/fd/{fd}") for fd in fds}
-    assert [ns for ns in held if ns.startswith("mnt:") and ns != ours], held
+
+    def held() -> set[str]:
+        links = set()
+        for fd in os.listdir(f"/proc/{rt.forkserver.pid}/fd"):
+            with contextlib.suppress(FileNotFoundError):
+                links.add(os.readlink(f"/proc/{rt.forkserver.pid}/fd/{fd}"))
+        return links
+
+    deadline = time.monotonic() + 20  # it is made at the first spare, which the manager asks for at once
+    while not [ns for ns in held() if ns.startswith("mnt:") and ns != ours] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [ns for ns in held() if ns.startswith("mnt:") and ns != ours], held()
