@@ -1,14 +1,20 @@
-"""A synchronous client of the runtime's gRPC API over its unix socket.
+"""A synchronous client of the runtime's API over its unix sockets.
 
-Used by the `timonel runtime` CLI, the tests and the benchmark. Errors are
-grpc.RpcError with the runtime's status code and message. Every method is a
-thin wrapper that returns the response's useful part; `runtime` and `images`
-are the raw stubs for anything else.
+Used by the agent, the `timonel runtime` CLI, the tests and the benchmark.
+Errors are grpc.RpcError with the runtime's status code and message. Every
+method is a thin wrapper that returns the response's useful part; `runtime`
+and `images` are the stubs for anything else. Unary calls go as frames
+(api/frames.py) when the runtime serves them, else through gRPC; the streams
+always through gRPC.
 """
 
 from __future__ import annotations
 
+import errno
 import queue
+import select
+import socket as sockets
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
@@ -16,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from .api import frames
 from .api import runtime_pb2 as pb
 from .api import runtime_pb2_grpc as pb_grpc
 from .server.options import DEFAULT_SOCKET
@@ -89,10 +96,13 @@ class RuntimeClient:
         self.channel = grpc.insecure_channel(
             f"unix:{socket}", options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
                                        ("grpc.max_send_message_length", _MAX_MESSAGE)])
-        self.runtime = pb_grpc.RuntimeServiceStub(self.channel)
-        self.images = pb_grpc.ImageServiceStub(self.channel)
+        self.frames = FrameConnections(frames.frames_path(socket))
+        self._grpc_runtime = pb_grpc.RuntimeServiceStub(self.channel)
+        self.runtime: Any = _Stub(self._grpc_runtime, "RuntimeService", self.frames)
+        self.images: Any = _Stub(pb_grpc.ImageServiceStub(self.channel), "ImageService", self.frames)
 
     def close(self) -> None:
+        self.frames.close()
         self.channel.close()
 
     def __enter__(self) -> RuntimeClient:
@@ -102,11 +112,13 @@ class RuntimeClient:
         self.close()
 
     def wait_ready(self, timeout: float = 30.0) -> pb.VersionResponse:
-        """Poll Version until the runtime answers (it may still be starting)."""
+        """Poll Version until the runtime answers (it may still be starting). Through gRPC: the
+        runtime serves frames once it serves gRPC, and a channel that tried too early waits out
+        a back-off before it tries again (streams asked meanwhile would fail at once)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return self.runtime.Version(pb.VersionRequest(), timeout=2)
+                return self._grpc_runtime.Version(pb.VersionRequest(), timeout=2)
             except grpc.RpcError as e:
                 if time.monotonic() >= deadline or e.code() not in (grpc.StatusCode.UNAVAILABLE,
                                                                     grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -207,3 +219,110 @@ class RuntimeClient:
 
     def remove_image(self, image: str) -> None:
         self.images.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=image)), timeout=self.timeout)
+
+
+_NOT_SERVED = object()
+
+
+class FrameConnections:
+    """Open connections to the runtime's frames socket, each one call at a time; thread-safe."""
+
+    KEEP = 8  # idle connections kept; more are opened while more calls run at once
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._idle: list[sockets.socket] = []
+        self._lock = threading.Lock()
+
+    def call(self, path: str, request: Any, response: type[Any], timeout: float | None) -> Any:
+        """The answer to `request`, or _NOT_SERVED when the runtime serves no frames (not
+        started yet, or one from before them): the caller then asks through gRPC."""
+        conn = self._take()
+        if conn is None:
+            return _NOT_SERVED
+        try:
+            conn.settimeout(timeout)
+            conn.sendall(frames.request_frame(path, request.SerializeToString()))
+            size, code = frames.ANSWER.unpack(_read(conn, frames.ANSWER.size))
+            payload = _read(conn, size)
+        except TimeoutError:
+            conn.close()  # its answer may still come: the connection cannot be used again
+            raise frames.FrameRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        except OSError as e:
+            conn.close()
+            raise frames.FrameRpcError(grpc.StatusCode.UNAVAILABLE,
+                                       f"the runtime closed the connection ({e})") from None
+        self._give_back(conn)
+        if code != frames.OK:
+            raise frames.FrameRpcError(frames.CODES.get(code, grpc.StatusCode.UNKNOWN),
+                                       payload.decode(errors="replace"))
+        return response.FromString(payload)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _take(self) -> sockets.socket | None:
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                break
+            readable = select.poll()
+            readable.register(conn, select.POLLIN)
+            if not readable.poll(0):
+                return conn  # nothing to read between calls, as it should be
+            conn.close()  # the end: the runtime that answered on it has gone (restarted, say)
+        conn = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM | sockets.SOCK_CLOEXEC)
+        try:
+            conn.connect(self.path)
+        except OSError as e:
+            conn.close()
+            if e.errno in (errno.ENOENT, errno.ECONNREFUSED):
+                return None
+            raise frames.FrameRpcError(grpc.StatusCode.UNAVAILABLE, f"cannot connect to {self.path}: {e}") from None
+        return conn
+
+    def _give_back(self, conn: sockets.socket) -> None:
+        with self._lock:
+            if len(self._idle) < self.KEEP:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+
+def _read(conn: sockets.socket, size: int) -> bytes:
+    data = conn.recv(size, sockets.MSG_WAITALL) if size else b""
+    while len(data) < size:  # MSG_WAITALL may return early (a signal); b"" is the end
+        more = conn.recv(size - len(data), sockets.MSG_WAITALL)
+        if not more:
+            raise ConnectionResetError("the runtime closed the connection")
+        data += more
+    return data
+
+
+class _Stub:
+    """A generated gRPC stub whose unary methods are asked as frames when the runtime serves them."""
+
+    def __init__(self, stub: Any, service: str, conns: FrameConnections) -> None:
+        self._stub, self._service, self._conns = stub, service, conns
+
+    def __getattr__(self, name: str) -> Any:
+        via_grpc = getattr(self._stub, name)
+        path = frames.path_of(self._service, name)
+        if path is None:
+            return via_grpc  # a stream
+        response, conns = frames.UNARY[path].response, self._conns  # not self: no reference cycle,
+        # which would keep a dropped client's gRPC channel open until the cyclic collector ran
+
+        def call(request: Any, timeout: float | None = None, **grpc_only: Any) -> Any:
+            if not grpc_only:  # metadata, wait_for_ready...: gRPC's own
+                answer = conns.call(path, request, response, timeout)
+                if answer is not _NOT_SERVED:
+                    return answer
+            return via_grpc(request, timeout=timeout, **grpc_only)
+
+        self.__dict__[name] = call
+        return call

@@ -20,12 +20,14 @@ import grpc
 
 from timonel.api.process_memory import freeze_start_up_objects, releasing_free_heap
 
+from ..api import frames as frames_api
 from ..api import runtime_pb2_grpc as pb_grpc
 from ..cgroups import Cgroups
 from ..container.forkserver import ForkServer
 from ..linux import SyscallsLike
 from ..network import list_netns, release_netns_dir
 from ..statefs import mount_state, release_state
+from . import frames
 from .options import RuntimeOptions
 from .priority_pool import PriorityPool
 from .recovery import recover
@@ -93,16 +95,20 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
     mount_state(sys, opts.root)
     rt = Runtime(opts, sys, cgroups, forkserver)
     server = None
+    framed: asyncio.Server | None = None
+    frames_socket = frames_api.frames_path(opts.socket)
     try:
         os.makedirs(os.path.dirname(os.path.abspath(opts.socket)), mode=0o755, exist_ok=True)
         check_socket_free(opts.socket)  # before touching the node: another runtime may own it
+        check_socket_free(frames_socket)
         await loop.run_in_executor(ops, rt.setup_network)
         counts = await loop.run_in_executor(ops, recover, rt)
         log.info("msg=recovered %s", " ".join(f"{k}={v}" for k, v in counts.items()))
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
                                           ("grpc.max_send_message_length", _MAX_MESSAGE)])
-        pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(rt, ops, waits), _GenericHandlersOnly(server))
-        pb_grpc.add_ImageServiceServicer_to_server(ImageServicer(rt, ops, waits), _GenericHandlersOnly(server))
+        servicers = {"RuntimeService": RuntimeServicer(rt, ops, waits), "ImageService": ImageServicer(rt, ops, waits)}
+        pb_grpc.add_RuntimeServiceServicer_to_server(servicers["RuntimeService"], _GenericHandlersOnly(server))
+        pb_grpc.add_ImageServiceServicer_to_server(servicers["ImageService"], _GenericHandlersOnly(server))
         # Created with the umask's mode; narrow it before anyone can connect.
         old_umask = os.umask(0o117)
         try:
@@ -112,6 +118,9 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
         finally:
             os.umask(old_umask)
         os.chmod(opts.socket, SOCKET_MODE)
+        # The unary calls also as frames (api/frames.py), once gRPC serves: a client that has
+        # an answer on this socket (wait_ready) finds the streams there too.
+        framed = await frames.start(frames_socket, frames.handlers(servicers), SOCKET_MODE)
         log.info("socket=%s pod_cidr=%s root=%s msg=serving", opts.socket, opts.pod_cidr, opts.root)
         if on_ready is not None:
             on_ready(rt)
@@ -123,6 +132,10 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         rt.stopping.set()  # worker threads must end, or the interpreter waits for them at exit
+        if framed is not None:
+            framed.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(frames_socket)
         if server is not None:
             await server.stop(grace=2)
             with contextlib.suppress(FileNotFoundError):
