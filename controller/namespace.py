@@ -6,6 +6,13 @@ deletes every namespaced object inside, kind by kind, waits until nothing is
 left (pods end gracefully, objects with finalizers wait for their owners),
 reporting upstream's conditions on the namespace meanwhile, and then
 removes its finalizer through `PUT /api/v1/namespaces/X/finalize`.
+
+Events are the one kind still accepted in a terminating namespace (as
+upstream: they tell what happened to what is being deleted), so some can be
+written between the last pass and the finalize, e.g. a node agent's held
+Killing events. Upstream leaves those to their one-hour TTL in etcd; here
+they are swept once more when the namespace is gone, after which none can
+be created in it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 NAMESPACES = ("v1", "Namespace")
+EVENTS = ("v1", "Event")
 FINALIZER = "kubernetes"
 # How soon to look again while content is still going away.
 RECHECK_MIN, RECHECK_MAX = 1.0, 10.0
@@ -170,6 +178,24 @@ class NamespaceController:
                                "finalizers": [f for f in spec_finalizers if f != FINALIZER]}}
         await self.client.put_subresource(NAMESPACES, "", name, "finalize", body)
         log.info("namespace finalized namespace=%s", name)
+        await self._sweep_late_events(name, str(md.get("uid") or ""))
+
+    async def _sweep_late_events(self, name: str, uid: str) -> None:
+        """Delete events written since the last pass, unless a new namespace of that name
+        (another uid) is there: its events are its own."""
+        try:
+            ns = await self.client.get(NAMESPACES, "", name)
+        except ApiError as e:
+            if e.code != 404:
+                raise
+            ns = None
+        if ns is not None and (ns.get("metadata") or {}).get("uid") != uid:
+            return
+        try:
+            await self.client.delete_collection(EVENTS, name)
+        except ApiError as e:
+            if e.code != 404:
+                raise
 
     async def _report(self, ns: Obj, conds: list[Obj]) -> None:
         status = dict(ns.get("status") or {})

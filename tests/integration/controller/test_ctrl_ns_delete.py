@@ -26,6 +26,7 @@ NAMESPACES = ("v1", "Namespace")
 SERVICE_ACCOUNTS = ("v1", "ServiceAccount")
 CONFIGMAPS = ("v1", "ConfigMap")
 HOLD = "example.com/hold"
+EVENTS = ("v1", "Event")
 
 
 async def test_namespace_deletion_leaves_nothing_behind(api_server: ApiServer,
@@ -109,3 +110,36 @@ async def _get(client: Client, rtype: tuple[str, str], namespace: str,
         if e.code == 404:
             return None
         raise
+
+
+class LateEventClient(Client):
+    """Writes an event into the namespace just before the controller finalizes it: a node
+    agent's held event arriving after the controller's last pass over the content."""
+
+    async def put_subresource(self, rtype: Any, namespace: str, name: str, subresource: str,
+                              body: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+        if subresource == "finalize":
+            await self.create(EVENTS, {
+                "apiVersion": "v1", "kind": "Event", "metadata": {"name": "late.1"},
+                "involvedObject": {"kind": "Pod", "namespace": name, "name": "p"},
+                "reason": "Killing", "message": "Stopping container c", "type": "Normal"}, namespace=name)
+        return await super().put_subresource(rtype, namespace, name, subresource, body, params)
+
+
+async def test_events_written_after_the_last_pass_go_with_the_namespace(api_server: ApiServer,
+                                                                        namespace: str) -> None:
+    async with Client.from_kubeconfig(api_server.kubeconfig) as client, \
+            LateEventClient.from_kubeconfig(api_server.kubeconfig) as late, \
+            controller_manager(late, ["namespace"]):
+        await client.delete(NAMESPACES, "", namespace)
+
+        async def namespace_gone() -> bool:
+            return await _get(client, NAMESPACES, "", namespace) is None
+
+        await wait_for(namespace_gone, what="the namespace deleted")
+
+        async def no_events() -> bool:
+            return (await client.list(EVENTS, namespace))["items"] == []
+
+        # The sweep follows the finalize at once; the namespace's own deletion is what is awaited.
+        await wait_for(no_events, what="the late event swept", timeout=5)
