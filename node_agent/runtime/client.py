@@ -27,8 +27,6 @@ from .api import runtime_pb2 as pb
 from .api import runtime_pb2_grpc as pb_grpc
 from .server.options import DEFAULT_SOCKET
 
-_MAX_MESSAGE = 64 << 20
-
 
 class ExecSession:
     """A running Exec or Attach stream: send input, resize, read output; `exit_code` once it ended.
@@ -94,8 +92,8 @@ class RuntimeClient:
         self.socket = socket
         self.timeout = timeout
         self.channel = grpc.insecure_channel(
-            f"unix:{socket}", options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
-                                       ("grpc.max_send_message_length", _MAX_MESSAGE)])
+            f"unix:{socket}", options=[("grpc.max_receive_message_length", frames.MAX_MESSAGE),
+                                       ("grpc.max_send_message_length", frames.MAX_MESSAGE)])
         self.frames = FrameConnections(frames.frames_path(socket))
         self._grpc_runtime = pb_grpc.RuntimeServiceStub(self.channel)
         self.runtime: Any = _Stub(self._grpc_runtime, "RuntimeService", self.frames)

@@ -31,7 +31,7 @@ from . import runtime_pb2 as pb
 SUFFIX = ".frames"
 REQUEST = struct.Struct("!IH")
 ANSWER = struct.Struct("!IB")
-MAX_MESSAGE = 64 << 20  # as the gRPC server's: ExecSync may return 2 x 16 MiB
+MAX_MESSAGE = 64 << 20  # both transports' limit: ExecSync may return 2 x 16 MiB
 OK = 0
 
 CODES: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}

@@ -37,7 +37,6 @@ from .servicer import ImageServicer, RuntimeServicer
 log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
-_MAX_MESSAGE = 64 << 20  # ExecSync may return 2 x 16 MiB
 
 
 class ServeError(RuntimeError):
@@ -104,8 +103,8 @@ async def serve(opts: RuntimeOptions, sys: SyscallsLike, cgroups: Cgroups, forks
         await loop.run_in_executor(ops, rt.setup_network)
         counts = await loop.run_in_executor(ops, recover, rt)
         log.info("msg=recovered %s", " ".join(f"{k}={v}" for k, v in counts.items()))
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
-                                          ("grpc.max_send_message_length", _MAX_MESSAGE)])
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", frames_api.MAX_MESSAGE),
+                                          ("grpc.max_send_message_length", frames_api.MAX_MESSAGE)])
         servicers = {"RuntimeService": RuntimeServicer(rt, ops, waits), "ImageService": ImageServicer(rt, ops, waits)}
         pb_grpc.add_RuntimeServiceServicer_to_server(servicers["RuntimeService"], _GenericHandlersOnly(server))
         pb_grpc.add_ImageServiceServicer_to_server(servicers["ImageService"], _GenericHandlersOnly(server))
